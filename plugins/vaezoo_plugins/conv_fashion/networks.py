@@ -1,0 +1,66 @@
+"""The 32x32 convolutional encoder and decoder of the reference model."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from vaezoo.distributions import DiagonalGaussian
+from vaezoo.errors import UsageError
+from vaezoo.parts import BuildContext
+
+HIDDEN = 256
+CHANNELS = 32
+FEATURES = CHANNELS * 4 * 4  # 512 after three stride-2 convolutions of a 32x32 image
+
+
+def _check_shape(ctx: BuildContext) -> int:
+    channels, height, width = ctx.input_shape
+    if (height, width) != (32, 32):
+        raise UsageError(f"the conv32 parts need 32x32 images, the dataset has {height}x{width}")
+    return channels
+
+
+class ConvEncoder32(nn.Module):
+    """x [B, C, 32, 32] -> q(z|x); the trunk runs once, two linear heads give mu and log-variance."""
+
+    def __init__(self, ctx: BuildContext):
+        super().__init__()
+        channels = _check_shape(ctx)
+        self.trunk = nn.Sequential(
+            nn.Conv2d(channels, CHANNELS, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(CHANNELS, CHANNELS, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(CHANNELS, CHANNELS, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(FEATURES, HIDDEN), nn.ReLU(),
+            nn.Linear(HIDDEN, HIDDEN), nn.ReLU(),
+        )
+        self.mu = nn.Linear(HIDDEN, ctx.latent_dim)
+        self.logvar = nn.Linear(HIDDEN, ctx.latent_dim)
+
+    def forward(self, x: Tensor) -> DiagonalGaussian:
+        h = self.trunk(x)
+        return DiagonalGaussian(self.mu(h), self.logvar(h))
+
+
+class ConvDecoder32(nn.Module):
+    """z [..., D] -> logits [..., C, 32, 32]; leading sample dimensions are kept."""
+
+    def __init__(self, ctx: BuildContext):
+        super().__init__()
+        channels = _check_shape(ctx)
+        self.dense = nn.Sequential(
+            nn.Linear(ctx.latent_dim, HIDDEN), nn.ReLU(),
+            nn.Linear(HIDDEN, HIDDEN), nn.ReLU(),
+            nn.Linear(HIDDEN, FEATURES), nn.ReLU(),
+        )
+        self.deconv = nn.Sequential(
+            nn.ConvTranspose2d(CHANNELS, CHANNELS, 4, stride=2, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(CHANNELS, CHANNELS, 4, stride=2, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(CHANNELS, channels, 4, stride=2, padding=1),
+        )
+
+    def forward(self, z: Tensor) -> Tensor:
+        lead = z.shape[:-1]
+        h = self.dense(z.reshape(-1, z.shape[-1])).view(-1, CHANNELS, 4, 4)
+        logits = self.deconv(h)
+        return logits.view(*lead, *logits.shape[1:])

@@ -1,0 +1,104 @@
+"""FashionMNIST / MNIST from the original IDX files, found on disk or downloaded by torchvision.
+
+Files already on disk are read directly with a header check (Debian's dataset-fashion-mnist
+recompresses the archives, so torchvision's checksums refuse them while the images are the same).
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from vaezoo.data import ImageData, data_dir
+from vaezoo.errors import DataError
+
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+SIZES = {"train": 60000, "test": 10000}
+DEFAULT_CACHE = Path("~/.cache/vaezoo/data").expanduser()
+
+
+def read_idx(path: Path) -> torch.Tensor:
+    """Read one IDX file (optionally gzipped) of unsigned bytes, checking header and length."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or not 1 <= raw[3] <= 4:
+        raise DataError(f"{path} is not an IDX file of unsigned bytes (bad header)")
+    ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise DataError(f"{path} is truncated (header cut short)")
+    dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    expected = 4 + 4 * ndim
+    count = 1
+    for d in dims:
+        count *= d
+    if len(raw) != expected + count:
+        raise DataError(f"{path} is truncated or corrupt: header says {count} values, file holds {len(raw) - expected}")
+    return torch.frombuffer(bytearray(raw[expected:]), dtype=torch.uint8).reshape(dims)
+
+
+def _find(name: str, folders: list[Path]) -> Path | None:
+    for folder in folders:
+        for candidate in (folder / f"{name}.gz", folder / name):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _candidate_folders(base: Path, torchvision_name: str, debian_name: str) -> list[Path]:
+    return [base, base / torchvision_name / "raw", base / debian_name]
+
+
+def _load(label: str, torchvision_name: str, debian_name: str, option: str | Path | None,
+          hint: str = "") -> ImageData:
+    chosen = data_dir(option)
+    if chosen is not None and not chosen.is_dir():
+        raise DataError(f"data directory {chosen} does not exist or is not a directory")
+    roots = [chosen] if chosen is not None else [DEFAULT_CACHE, Path("/usr/share/datasets")]
+    folders = [f for root in roots for f in _candidate_folders(root, torchvision_name, debian_name)]
+    if _find(FILES["train"][0], folders) is None:
+        _download(label, torchvision_name, chosen or DEFAULT_CACHE, folders, hint)
+    splits = {}
+    for split, (images_name, _labels) in FILES.items():
+        path = _find(images_name, folders)
+        if path is None:
+            raise DataError(f"{label}: {images_name}[.gz] is missing beside the other files in {', '.join(map(str, folders))}")
+        images = read_idx(path)
+        if images.dim() != 3 or images.shape[1:] != (28, 28) or images.shape[0] != SIZES[split]:
+            raise DataError(f"{path}: expected {SIZES[split]} images of 28x28, found shape {tuple(images.shape)}")
+        splits[split] = F.pad(images.unsqueeze(1), (2, 2, 2, 2))  # pad once to 32x32
+    return ImageData(debian_name, splits["train"], splits["test"])
+
+
+def _download(label: str, torchvision_name: str, root: Path, searched: list[Path], hint: str) -> None:
+    import torchvision.datasets
+
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        getattr(torchvision.datasets, torchvision_name)(str(root), train=True, download=True)
+        getattr(torchvision.datasets, torchvision_name)(str(root), train=False, download=True)
+    except Exception as exc:
+        where = ", ".join(str(f) for f in searched)
+        raise DataError(
+            f"{label} is not on disk (looked in {where}) and could not be downloaded "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
+            f"{hint}Or put the four IDX .gz files "
+            f"in a folder and pass --data-dir (or set VAEZOO_DATA)"
+        ) from None
+
+
+def load_fashion_mnist(option: str | Path | None = None) -> ImageData:
+    return _load("FashionMNIST", "FashionMNIST", "fashion-mnist", option,
+                 "Install Debian's package dataset-fashion-mnist, or connect to the internet. ")
+
+
+def load_mnist(option: str | Path | None = None) -> ImageData:
+    return _load("MNIST", "MNIST", "mnist", option, "Connect to the internet once to download it. ")

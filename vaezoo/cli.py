@@ -1,0 +1,184 @@
+"""The `vaezoo` command line. Listing commands never import torch; training imports it on demand."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import UsageError, VaezooError
+from .registry import KINDS, get_registry
+
+app = typer.Typer(
+    name="vaezoo", help="A plugin-based zoo of variational autoencoders.", no_args_is_help=True,
+    add_completion=False, pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+DEBUG_ENV = "VAEZOO_DEBUG"
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"vaezoo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help=f"Show tracebacks for errors (or set {DEBUG_ENV}=1)."),
+) -> None:
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
+
+def _print_json(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def _warn_failures() -> None:
+    failures = get_registry().failures()
+    for info in failures:
+        err.print(f"[yellow]warning:[/] plugin '{info.name}' failed to load and was skipped: {info.error}", highlight=False)
+
+
+@app.command("list")
+def list_command(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    parts: bool = typer.Option(False, "--parts", help="List every registered part by kind instead of variants."),
+) -> None:
+    """List the registered variants (or parts)."""
+    registry = get_registry()
+    if parts:
+        rows = [{"kind": e.kind, "name": e.name, "plugin": e.plugin, "description": e.description}
+                for kind in KINDS if kind != "variant" for e in registry.entries(kind)]
+        if as_json:
+            _print_json(rows)
+        else:
+            table = Table("kind", "name", "plugin", "description", title="Registered parts")
+            for r in rows:
+                table.add_row(r["kind"], r["name"], r["plugin"], r["description"])
+            out.print(table)
+    else:
+        specs = [(e.plugin, registry.variant(e.name)) for e in registry.entries("variant")]
+        if as_json:
+            _print_json([{"name": s.name, "description": s.description, "parts": dict(s.parts),
+                          "objective": s.objective, "dataset": s.dataset, "paper": s.paper, "plugin": p}
+                         for p, s in specs])
+        else:
+            table = Table("variant", "parts", "dataset", "description", title="Variants")
+            for _, s in specs:
+                parts = "\n".join(f"{k} {v}" for k, v in {**s.parts, "objective": s.objective}.items())
+                table.add_row(s.name, parts, s.dataset, s.description)
+            out.print(table)
+    _warn_failures()
+
+
+@app.command("plugins")
+def plugins_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Show each plugin, where it comes from, what it registers, and failures."""
+    infos = sorted(get_registry().plugins.values(), key=lambda p: (not p.builtin, p.name))
+    rows = [{"name": p.name, "distribution": p.distribution, "version": p.version, "builtin": p.builtin,
+             "registers": [f"{k} {n}" for k, n in p.registered], "error": p.error} for p in infos]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("plugin", "from", "registers", "status", title="Plugins")
+    for r in rows:
+        origin = f"{r['distribution'] or '?'} {r['version'] or ''}".strip() + (" (built-in)" if r["builtin"] else "")
+        status = f"[red]failed: {r['error']}[/]" if r["error"] else "[green]ok[/]"
+        table.add_row(r["name"], origin, "\n".join(r["registers"]), status)
+    out.print(table)
+
+
+@app.command("info")
+def info_command(
+    variant: str = typer.Argument(..., help="A registered variant name (see `vaezoo list`)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Show a variant's parts and hyperparameters with types, defaults, valid ranges and help."""
+    spec = get_registry().variant(variant)
+    params = [{"name": p.name, "type": p.type, "default": p.default, "range": p.range_text, "help": p.help}
+              for p in spec.schema]
+    if as_json:
+        _print_json({"name": spec.name, "description": spec.description, "paper": spec.paper,
+                     "parts": dict(spec.parts), "objective": spec.objective, "dataset": spec.dataset,
+                     "params": params})
+        return
+    out.print(f"[bold]{spec.name}[/]: {spec.description}", highlight=False)
+    if spec.paper:
+        out.print(f"paper: {spec.paper}", highlight=False)
+    out.print("parts: " + ", ".join(f"{k}={v}" for k, v in spec.parts.items())
+              + f", objective={spec.objective}; dataset: {spec.dataset}", highlight=False)
+    table = Table("option", "type", "default", "valid range", "help", title="Hyperparameters (-o name=value)")
+    for p in params:
+        table.add_row(p["name"], p["type"], str(p["default"]), p["range"], p["help"])
+    out.print(table)
+
+
+@app.command("train")
+def train_command(
+    variant: str = typer.Argument(..., help="A registered variant name (see `vaezoo list`)."),
+    beta: Optional[str] = typer.Option(None, "--beta", help="Weight of the divergence term, for variants that have one."),
+    epochs: Optional[str] = typer.Option(None, "--epochs", help="Passes over the training set."),
+    batch_size: Optional[str] = typer.Option(None, "--batch-size", help="Images per step."),
+    lr: Optional[str] = typer.Option(None, "--lr", help="Adam learning rate."),
+    option: List[str] = typer.Option([], "-o", "--option", help="Any hyperparameter as key=value (see `vaezoo info`)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for initialisation, noise and data order."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/VARIANT/TIMESTAMP)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Allow --out to point at an existing run."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="A registered dataset (default: the variant's)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where the dataset files are ($VAEZOO_DATA)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after N steps (smoke runs)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+) -> None:
+    """Train a variant; writes a self-describing run folder."""
+    registry = get_registry()
+    spec = registry.variant(variant)
+    texts = []
+    for name, value in (("beta", beta), ("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
+        if value is not None:
+            if name not in spec.schema:
+                raise UsageError(f"variant {spec.name} has no hyperparameter '{name}'")
+            texts.append(f"{name}={value}")
+    hp = spec.schema.resolve(texts=[*texts, *option])
+    dataset_name = dataset or spec.dataset
+    dataset_entry = registry.get("dataset", dataset_name)
+    out_path = out_dir or Path("runs") / spec.name / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+    from .devices import resolve_device
+    from .runs import RunDir
+    from .training import TrainSetup, train
+
+    torch_device = resolve_device(device)
+    data = dataset_entry.load()(data_dir)
+    if hp["batch_size"] > data.train.shape[0]:
+        raise UsageError(f"batch size {hp['batch_size']} is larger than the training set ({data.train.shape[0]} images)")
+    run = RunDir.create(out_path, overwrite=overwrite)
+    err.print(f"training [bold]{spec.name}[/] on {data.name} ({data.train.shape[0]} images) on {torch_device}; "
+              f"run folder {run.path}", highlight=False)
+    setup = TrainSetup(spec, hp, data, torch_device, seed=seed, max_steps=max_steps)
+    records = train(setup, run, registry, err)
+    last = records[-1]
+    out.print(f"done: test negative ELBO {last['test']['neg_elbo']:.2f} nats per image; run folder {run.path}",
+              highlight=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one line on stderr and a non-zero exit code."""
+    try:
+        app(args=argv, prog_name="vaezoo")
+    except VaezooError as exc:
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,69 @@
+"""Datasets as whole tensors in memory: no per-item Python work while training."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .errors import DataError
+
+DATA_ENV = "VAEZOO_DATA"
+
+
+@dataclass
+class ImageData:
+    """Train and test images as uint8 tensors [N, C, H, W] (0..255), already padded."""
+
+    name: str
+    train: Tensor
+    test: Tensor
+
+    def __post_init__(self):
+        for split in ("train", "test"):
+            t = getattr(self, split)
+            if t.dtype != torch.uint8 or t.dim() != 4:
+                raise DataError(f"dataset {self.name}: {split} must be a uint8 tensor [N, C, H, W]")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.shape[1:])  # type: ignore[return-value]
+
+    def split(self, name: str) -> Tensor:
+        if name not in ("train", "test"):
+            raise DataError(f"unknown split '{name}': use train or test")
+        return getattr(self, name)
+
+    def to(self, device: torch.device) -> ImageData:
+        return ImageData(self.name, self.train.to(device), self.test.to(device))
+
+
+def as_float(images: Tensor) -> Tensor:
+    """uint8 [0, 255] -> float32 [0, 1]."""
+    return images.to(torch.float32).div_(255.0)
+
+
+def shuffled_batches(images: Tensor, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
+    """Float batches in a fresh random order, the incomplete last batch dropped."""
+    n = images.shape[0]
+    if batch_size > n:
+        raise DataError(f"batch size {batch_size} is larger than the dataset ({n} images)")
+    order = torch.randperm(n, generator=generator).to(images.device)
+    for start in range(0, n - batch_size + 1, batch_size):
+        yield as_float(images[order[start:start + batch_size]])
+
+
+def ordered_batches(images: Tensor, batch_size: int) -> Iterator[Tensor]:
+    """Float batches in order, the last one possibly smaller (for evaluation)."""
+    for start in range(0, images.shape[0], batch_size):
+        yield as_float(images[start:start + batch_size])
+
+
+def data_dir(option: str | Path | None) -> Path | None:
+    """The data directory: the command-line option, else $VAEZOO_DATA, else None."""
+    chosen = option or os.environ.get(DATA_ENV)
+    return Path(chosen).expanduser() if chosen else None

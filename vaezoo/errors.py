@@ -1,0 +1,45 @@
+"""User-facing errors: the CLI prints their message as one line and exits non-zero.
+
+Anything that is not a `VaezooError` is a bug in vaezoo or a plugin and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class VaezooError(Exception):
+    """A mistake the user can fix (bad option, missing file...). `exit_code` is what the CLI returns."""
+
+    exit_code = 1
+
+
+class UsageError(VaezooError):
+    """Bad command-line input: unknown names, out-of-range options."""
+
+    exit_code = 2
+
+
+class UnknownNameError(UsageError):
+    """A name that is not registered; the message suggests the closest known names."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]):
+        known = sorted(known)
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        listing = f" Known: {', '.join(known)}." if known and not close else ""
+        super().__init__(f"unknown {kind} '{name}'.{hint}{listing}")
+        self.kind, self.name, self.suggestions = kind, name, close
+
+
+class PluginConflictError(VaezooError):
+    """Two plugins registered the same name for the same kind."""
+
+
+class DataError(VaezooError):
+    """A dataset is missing, unreadable or malformed."""
+
+
+class WeightsError(VaezooError):
+    """A weights, checkpoint or run file is missing, corrupt or not ours."""

@@ -1,0 +1,75 @@
+"""The VAE as a composition of registered parts, and building one from a variant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .distributions import DiagonalGaussian
+from .hparams import HParams
+from .parts import BuildContext, Objective
+from .registry import Registry
+from .variant import MODEL_PARTS, VariantSpec
+
+
+@dataclass
+class Pass:
+    """One stochastic pass x -> q(z|x) -> z -> p(x|z), with the ELBO's two terms per image."""
+
+    q: DiagonalGaussian
+    z: Tensor
+    out: Tensor
+    recon: Tensor  # -log p(x|z), [B]
+    divergence: Tensor  # [B, D] per dimension, or [B]
+
+    @property
+    def kl(self) -> Tensor:
+        """The divergence summed over latent dimensions, [B]."""
+        return self.divergence.sum(-1) if self.divergence.dim() == 2 else self.divergence
+
+
+class VAE(nn.Module):
+    """Encoder, decoder, likelihood, prior and divergence: nothing else."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: nn.Module,
+                 prior: nn.Module, divergence: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.likelihood = likelihood
+        self.prior = prior
+        self.divergence = divergence
+
+    def forward(self, x: Tensor) -> Pass:
+        q = self.encoder(x)
+        z = q.rsample()
+        out = self.decoder(z)
+        recon = -self.likelihood.log_prob(x, out)
+        return Pass(q, z, out, recon, self.divergence(q, z, self.prior))
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """Mean image decoded from the posterior mean (what people look at)."""
+        return self.likelihood.mean(self.decoder(self.encoder(x).mean))
+
+    @torch.no_grad()
+    def decode_mean(self, z: Tensor) -> Tensor:
+        return self.likelihood.mean(self.decoder(z))
+
+    @torch.no_grad()
+    def sample(self, n: int) -> Tensor:
+        return self.decode_mean(self.prior.sample(n))
+
+
+def build(spec: VariantSpec, hp: HParams, input_shape: tuple[int, int, int],
+          registry: Registry) -> tuple[VAE, Objective]:
+    """Build the model and its objective from registered parts, in MODEL_PARTS order."""
+    ctx = BuildContext(hp, tuple(input_shape))
+    for kind in MODEL_PARTS:
+        ctx.built[kind] = registry.load(kind, spec.parts[kind])(ctx)
+    model = VAE(**ctx.built)
+    ctx.built["model"] = model
+    objective = registry.load("objective", spec.objective)(ctx)
+    return model, objective
