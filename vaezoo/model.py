@@ -33,6 +33,8 @@ class Pass:
 class VAE(nn.Module):
     """Encoder, decoder, likelihood, prior and divergence: nothing else."""
 
+    input_shape: tuple[int, int, int]  # set by build_model
+
     def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: nn.Module,
                  prior: nn.Module, divergence: nn.Module):
         super().__init__()
@@ -63,13 +65,19 @@ class VAE(nn.Module):
         return self.decode_mean(self.prior.sample(n))
 
 
-def build(spec: VariantSpec, hp: HParams, input_shape: tuple[int, int, int],
-          registry: Registry) -> tuple[VAE, Objective]:
-    """Build the model and its objective from registered parts, in MODEL_PARTS order."""
+def build_model(spec: VariantSpec, hp: HParams, input_shape: tuple[int, int, int], registry: Registry) -> VAE:
+    """Build the model from registered parts, in MODEL_PARTS order (later parts may use earlier ones)."""
     ctx = BuildContext(hp, tuple(input_shape))
     for kind in MODEL_PARTS:
         ctx.built[kind] = registry.load(kind, spec.parts[kind])(ctx)
     model = VAE(**ctx.built)
+    model.input_shape = ctx.input_shape
+    return model
+
+
+def build_objective(spec: VariantSpec, hp: HParams, model: VAE, registry: Registry,
+                    dataset_size: int | None = None) -> Objective:
+    """Build the variant's objective for `model`; it sees the parts and the training-set size."""
+    ctx = BuildContext(hp, model.input_shape, dict(model.named_children()), dataset_size=dataset_size)
     ctx.built["model"] = model
-    objective = registry.load("objective", spec.objective)(ctx)
-    return model, objective
+    return registry.load("objective", spec.objective)(ctx)

@@ -33,6 +33,7 @@ class BuildContext:
     hp: HParams
     input_shape: tuple[int, int, int]
     built: dict[str, nn.Module] = field(default_factory=dict)
+    dataset_size: int | None = None  # training images, for estimators that need N (objectives only)
 
     @property
     def latent_dim(self) -> int:

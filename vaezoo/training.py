@@ -16,7 +16,7 @@ from . import __version__, checkpoint
 from .data import ImageData, shuffled_batches
 from .evaluation import elbo_terms
 from .hparams import HParams
-from .model import VAE, build
+from .model import VAE, build_model, build_objective
 from .parts import Objective
 from .registry import Registry
 from .runs import MODEL, RunDir
@@ -90,7 +90,8 @@ def train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console |
     console = console or Console(stderr=True)
     hp, device = setup.hp, setup.device
     torch.manual_seed(setup.seed)
-    model, objective = build(setup.spec, hp, setup.data.input_shape, registry)
+    model = build_model(setup.spec, hp, setup.data.input_shape, registry)
+    objective = build_objective(setup.spec, hp, model, registry, dataset_size=setup.data.train.shape[0])
     model.to(device)
     objective.to(device)
     optimizers: dict[str, torch.optim.Optimizer] = {"model": torch.optim.Adam(model.parameters(), lr=hp["lr"])}
