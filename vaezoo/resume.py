@@ -120,15 +120,16 @@ def restore(run: RunDir, config: dict[str, Any], model: nn.Module, objective: nn
     Every check runs before anything in the run folder changes.
     """
     stored = run.read_config()
-    _check_same_run(config, stored, f"the data and settings given now do not match {run.path / 'config.json'}")
+    _check_same_run(config, "now", stored, "in config.json",
+                    f"the data and settings given now do not match {run.path / 'config.json'}")
     config = {**stored, "hparams": config["hparams"]}
     found = newest_checkpoint(run)
     if found is None:
         state, path = TrainState.start(config["seed"]), None
     else:
         path, tensors, meta = found
-        _check_same_run(config, meta["config"], f"{path} belongs to a different run than "
-                                                f"{run.path / 'config.json'} (was config.json edited?)")
+        _check_same_run(config, "in config.json", meta["config"], "in the checkpoint",
+                        f"{path} belongs to a different run than {run.path / 'config.json'} (was it edited?)")
         state = _load(path, tensors, meta, model, objective, optimizers, device)
     epochs = config["hparams"][EXTENDABLE]
     if epochs < state.epoch:
@@ -170,9 +171,9 @@ def _result(config: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def _check_same_run(config: Mapping[str, Any], other: Mapping[str, Any], problem: str) -> None:
+def _check_same_run(config: Mapping[str, Any], label: str, other: Any, other_label: str, problem: str) -> None:
     mine, theirs = _result(config), _result(other if isinstance(other, Mapping) else {})
-    differences = [f"{key} is {theirs.get(key)!r} there but {mine.get(key)!r} here"
+    differences = [f"{key} is {theirs.get(key)!r} {other_label} but {mine.get(key)!r} {label}"
                    for key in sorted(set(mine) | set(theirs)) if mine.get(key) != theirs.get(key)]
     if differences:
         raise WeightsError(f"{problem}: {'; '.join(differences[:3])}")

@@ -250,7 +250,7 @@ class _Loop:
         if first is not None:
             step, values = first
             raise NonFiniteLossError(
-                f"non-finite loss at {self.where(step)}: {describe(values)}; training stopped. {self.kept()}. "
+                f"non-finite loss at {self.where(step)}: {describe(values)}; training stopped, {self.kept()}. "
                 f"Lower --lr, or pass --skip-nonfinite to skip such batches, then continue with "
                 f"vaezoo train --resume {self.run_dir.path}")
 
