@@ -113,9 +113,21 @@ def train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console |
 
     Writes metrics and a checkpoint per epoch (and every `checkpoint_every` steps), then the model
     and pictures. Returns every epoch's metrics record. A fresh run clears what an earlier run left
-    in the folder only after the model and optimizers are built.
+    in the folder only after the model and optimizers are built. Ctrl-C or SIGTERM, from here on,
+    stops at the next step boundary after a checkpoint.
     """
-    console = console or Console(stderr=True)
+    with StopRequests() as stop:
+        try:
+            return _train(setup, run, registry, console or Console(stderr=True), stop,
+                          resume_run, checkpoint_every, skip_nonfinite)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(
+                f"stopped at once by a second interrupt; every checkpoint written is complete. "
+                f"Continue with: vaezoo train --resume {run.path}", signal.SIGINT) from None
+
+
+def _train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console, stop: StopRequests,
+           resume_run: bool, checkpoint_every: int | None, skip_nonfinite: bool) -> list[dict[str, Any]]:
     hp, device = setup.hp, setup.device
     rng.seed_all(setup.seed)
     model = build_model(setup.spec, hp, setup.data.input_shape, registry)
@@ -136,14 +148,7 @@ def train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console |
     run.checkpoints.mkdir(exist_ok=True)
     loop = _Loop(setup, run, model, objective, optimizers, config, state, records, console, last,
                  checkpoint_every, skip_nonfinite)
-    with StopRequests() as stop:
-        try:
-            loop.run(stop)
-        except KeyboardInterrupt:
-            raise TrainingInterrupted(
-                f"stopped at once by a second interrupt; the last complete checkpoint is {loop.last}. "
-                f"Continue with: vaezoo train --resume {run.path}", signal.SIGINT) from None
-
+    loop.run(stop)
     checkpoint.write(run.path / MODEL, checkpoint.model_tensors(model), weights_metadata(config))
     from .pictures import write_pictures
 
