@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
+import os
 import shutil
 import struct
 from pathlib import Path
@@ -14,7 +16,8 @@ from safetensors.torch import save_file
 
 from vaezoo import checkpoint, hookimpl
 from vaezoo.cli import DEBUG_ENV, main
-from vaezoo.errors import UnknownNameError
+from vaezoo.errors import StorageError, UnknownNameError
+from vaezoo.runs import atomic_write_bytes
 from vaezoo.variant import VariantSpec
 
 SYNTHETIC = ("--dataset", "synthetic", "--max-steps", "1")  # a refusal that fails to happen stays short
@@ -181,3 +184,16 @@ def test_debug_shows_the_traceback(monkeypatch):
     monkeypatch.delenv(DEBUG_ENV, raising=False)  # --debug sets it; monkeypatch removes it afterwards
     with pytest.raises(UnknownNameError):
         main(["--debug", "train", "conv-fashon"])
+
+
+def test_a_full_disk_keeps_the_earlier_file(tmp_path, monkeypatch):
+    target = tmp_path / "metrics.jsonl"
+    target.write_text("earlier")
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(StorageError, match=f"cannot write {target}: No space left on device"):
+        atomic_write_bytes(target, b"newer")
+    assert target.read_text() == "earlier" and list(tmp_path.iterdir()) == [target]

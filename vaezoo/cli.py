@@ -145,11 +145,10 @@ def train_command(
     skip_nonfinite: bool = typer.Option(False, "--skip-nonfinite", help="Skip a batch whose loss is NaN or infinite instead of stopping (a host sync per step on GPUs)."),
 ) -> None:
     """Train a variant, or continue a run with --resume; writes a self-describing run folder."""
+    from .runs import RunDir
+
     registry = get_registry()
     if resume is not None:
-        from .resume import stored_run
-        from .runs import RunDir
-
         given = {"VARIANT": variant, "--beta": beta, "--batch-size": batch_size, "--lr": lr, "-o": option or None,
                  "--seed": seed, "--out": out_dir, "--overwrite": overwrite or None, "--dataset": dataset,
                  "--max-steps": max_steps}
@@ -158,6 +157,8 @@ def train_command(
             raise UsageError(f"--resume continues a run with the settings in its config.json; {', '.join(refused)} "
                              "cannot be given with it (allowed: --epochs to extend, --device, --data-dir, "
                              "--checkpoint-every, --skip-nonfinite)")
+        from .resume import stored_run
+
         run = RunDir.existing(resume)
         spec, hp, dataset_name, seed, max_steps = stored_run(run, registry, epochs)
     else:
@@ -177,7 +178,6 @@ def train_command(
     out_path = out_dir or Path("runs") / spec.name / datetime.now().strftime("%Y%m%d-%H%M%S")
 
     from .devices import resolve_device
-    from .runs import RunDir
     from .training import TrainSetup, train
 
     torch_device = resolve_device(device)

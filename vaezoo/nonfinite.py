@@ -19,7 +19,9 @@ _DERIVED = ("neg_elbo", "loss")  # sums of other terms: named last, after the te
 
 
 def _values(terms: Mapping[str, Tensor]) -> Tensor:
-    return torch.stack([value.detach().float().sum() for value in terms.values()])
+    """One value per term (vectors summed: a NaN or inf survives the sum)."""
+    return torch.stack([value.detach().float() if value.dim() == 0 else value.detach().float().sum()
+                        for value in terms.values()])
 
 
 def describe(values: Mapping[str, float]) -> str:
