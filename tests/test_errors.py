@@ -181,7 +181,7 @@ def test_resume_from_a_bad_checkpoint(refused, run_copy, damage, words):
 
 
 def test_debug_shows_the_traceback(monkeypatch):
-    monkeypatch.delenv(DEBUG_ENV, raising=False)  # --debug sets it; monkeypatch removes it afterwards
+    monkeypatch.setenv(DEBUG_ENV, "0")  # --debug sets it to 1; monkeypatch restores it afterwards
     with pytest.raises(UnknownNameError):
         main(["--debug", "train", "conv-fashon"])
 

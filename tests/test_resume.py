@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from vaezoo import rng
+from vaezoo.stopping import StopRequests
 
 from conftest import SMALL_RUN
 
@@ -48,6 +49,16 @@ def test_rng_states_survive_json():
     rng.seed_all(6)
     rng.restore(tensors, meta, torch.device("cpu"), Path("checkpoint"))
     assert draws() == first
+
+
+def test_stop_requests_catch_sigterm_once_then_give_way():
+    before = signal.getsignal(signal.SIGTERM)
+    with StopRequests() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.requested and stop.name == "SIGTERM"
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_kill_between_metrics_and_checkpoint_redoes_the_epoch_once(small_run, tmp_path, cli):
