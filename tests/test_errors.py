@@ -78,11 +78,14 @@ class _MisspeltPartPlugin:
                              {**reference.parts, "encoder": "conv23"}, reference.objective, reference.params))
 
 
-def test_unknown_part_is_named_with_a_suggestion(refused, fresh_registry, old_run):
+def test_unknown_part_is_named_with_a_suggestion(refused, fresh_registry, old_run, tmp_path):
     fresh_registry.load_entry_points("none")
     fresh_registry.add_plugin(_MisspeltPartPlugin(), "misspelt")
     refused("train", "misspelt", *SYNTHETIC, "--out", str(old_run), "--overwrite",
             words=("unknown encoder 'conv23'", "Did you mean: conv32"), untouched=old_run)
+    new = tmp_path / "new"
+    for _ in range(2):  # a start that failed its checks does not block the next try
+        refused("train", "misspelt", *SYNTHETIC, "--out", str(new), words=("unknown encoder 'conv23'",))
 
 
 def _idx_header(count: int) -> bytes:
@@ -123,6 +126,17 @@ def test_resume_refuses_settings_that_would_change_the_run(refused, run_copy):
 def test_resume_cannot_shrink_the_run(refused, run_copy):
     refused("train", "--resume", str(run_copy), "--epochs", "1",
             words=("--epochs 1", "already completed 2 epochs"), untouched=run_copy, code=2)
+
+
+def test_a_run_in_use_by_another_process_is_refused(refused, run_copy):
+    fcntl = pytest.importorskip("fcntl")
+    fd = os.open(run_copy, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # what a training process holds; another open of the folder is another holder
+        refused("train", "--resume", str(run_copy), "--device", "cpu",
+                words=(str(run_copy), "in use by another vaezoo process"), untouched=run_copy, code=2)
+    finally:
+        os.close(fd)
 
 
 def _edit_config(run: Path, **changes) -> None:

@@ -114,9 +114,9 @@ def train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console |
     Writes metrics and a checkpoint per epoch (and every `checkpoint_every` steps), then the model
     and pictures. Returns every epoch's metrics record. A fresh run clears what an earlier run left
     in the folder only after the model and optimizers are built. Ctrl-C or SIGTERM, from here on,
-    stops at the next step boundary after a checkpoint.
+    stops at the next step boundary after a checkpoint. Another process training into `run` is refused.
     """
-    with StopRequests() as stop:
+    with run.lock(), StopRequests() as stop:
         try:
             return _train(setup, run, registry, console or Console(stderr=True), stop,
                           resume_run, checkpoint_every, skip_nonfinite)
