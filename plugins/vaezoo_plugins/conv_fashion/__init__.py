@@ -20,12 +20,15 @@ CONV_PARTS = {
 }
 
 
-def beta_elbo_params(*, beta: float = 1.0) -> tuple[Param, ...]:
-    """Hyperparameters of the beta-ELBO objective with the L2 penalty, for variants that use it."""
-    return (
-        Param("beta", "float", beta, "weight of the KL term (1 = the ELBO)", low=0.0),
-        Param("lambda", "float", 0.01, "weight of the sum of squared parameters added to the loss", low=0.0),
-    )
+def beta_elbo_params(*, beta: float | None = 1.0) -> tuple[Param, ...]:
+    """Hyperparameters of the beta-ELBO objective with the L2 penalty, for variants that use it.
+
+    beta=None leaves beta out, for objectives that weight the KL themselves (BetaELBO's kl_weight).
+    """
+    l2 = Param("lambda", "float", 0.01, "weight of the sum of squared parameters added to the loss", low=0.0)
+    if beta is None:
+        return (l2,)
+    return (Param("beta", "float", beta, "weight of the KL term (1 = the ELBO)", low=0.0), l2)
 
 
 @hookimpl
