@@ -64,3 +64,19 @@ def synthetic():
     from vaezoo_plugins.datasets.synthetic import load_synthetic
 
     return load_synthetic()
+
+
+@pytest.fixture
+def build_variant():
+    """build_variant("iwae", k=3) -> (model, objective) on 1x32x32 inputs, from the real registry."""
+    from vaezoo.model import build_model, build_objective
+    from vaezoo.registry import get_registry
+
+    def build(name: str, dataset_size: int = 1024, **overrides):
+        registry = get_registry()
+        spec = registry.variant(name)
+        hp = spec.schema.resolve(overrides)
+        model = build_model(spec, hp, (1, 32, 32), registry)
+        return model, build_objective(spec, hp, model, registry, dataset_size=dataset_size)
+
+    return build

@@ -39,17 +39,23 @@ def log_weight_matrix(batch_size: int, dataset_size: int, estimator: str) -> Ten
     return weights.log()
 
 
+def log_aggregate(q: DiagonalGaussian, z: Tensor, dataset_size: int, estimator: str) -> tuple[Tensor, Tensor]:
+    """Estimates of log q(z_i) and log prod_d q(z_id), [B] each, from the batch's posteriors q [B, D]."""
+    log_q_pairs = DiagonalGaussian(q.mu[None], q.logvar[None]).log_prob_per_dim(z[:, None])  # [i, j, D]
+    log_w = log_weight_matrix(z.shape[0], dataset_size, estimator).to(z)
+    log_qz = torch.logsumexp(log_w + log_q_pairs.sum(-1), dim=1)
+    log_qz_product = torch.logsumexp(log_w[..., None] + log_q_pairs, dim=1).sum(-1)
+    return log_qz, log_qz_product
+
+
 def kl_decomposition(q: DiagonalGaussian, z: Tensor, log_pz: Tensor, dataset_size: int,
                      estimator: str) -> dict[str, Tensor]:
     """Batch means of the three terms; they sum to the Monte Carlo KL mean(log q(z|x) - log p(z)).
 
     q: the batch's posteriors [B, D]; z [B, D] one sample of each; log_pz [B] the prior at z.
     """
-    log_q_pairs = DiagonalGaussian(q.mu[None], q.logvar[None]).log_prob_per_dim(z[:, None])  # [i, j, D]
-    log_w = log_weight_matrix(z.shape[0], dataset_size, estimator).to(z)
-    log_qzx = log_q_pairs.diagonal(dim1=0, dim2=1).sum(0)  # log q(z_i | x_i)
-    log_qz = torch.logsumexp(log_w + log_q_pairs.sum(-1), dim=1)
-    log_qz_product = torch.logsumexp(log_w[..., None] + log_q_pairs, dim=1).sum(-1)
+    log_qz, log_qz_product = log_aggregate(q, z, dataset_size, estimator)
+    log_qzx = q.log_prob(z)
     return {
         "mi": (log_qzx - log_qz).mean(),
         "tc": (log_qz - log_qz_product).mean(),
