@@ -80,3 +80,14 @@ def build_variant():
         return model, build_objective(spec, hp, model, registry, dataset_size=dataset_size)
 
     return build
+
+
+@pytest.fixture
+def one_thread():
+    """Many tiny steps: extra threads only add synchronisation (2 s becomes 70 s on a busy 2-core box)."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)

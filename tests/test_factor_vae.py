@@ -24,7 +24,7 @@ def test_permutation_keeps_each_dimension_and_breaks_the_pairing():
 
 
 @pytest.mark.slow
-def test_discriminator_estimates_the_total_correlation_of_a_gaussian(build_variant):
+def test_discriminator_estimates_the_total_correlation_of_a_gaussian(build_variant, one_thread):
     """z ~ N(0, [[1, r], [r, 1]]) has TC = -log(1 - r^2) / 2; the trained density ratio should find it.
 
     On independent samples the mean log-ratio is -KL(prod q || q) = -1.27 nats; a saturating
