@@ -1,9 +1,9 @@
 """beta-TCVAE: the KL split into index-code MI, total correlation and dimension-wise KL."""
 
 from vaezoo import hookimpl
-from vaezoo.hparams import Param, training_params
+from vaezoo.hparams import Param
 from vaezoo.variant import VariantSpec
-from vaezoo_plugins.conv_fashion import CONV_PARTS, beta_elbo_params
+from vaezoo_plugins.conv_fashion import CONV_PARTS, CONV_TRAINING, beta_elbo_params
 
 
 @hookimpl
@@ -20,7 +20,7 @@ def register_variants(register):
         parts=CONV_PARTS,
         objective="tc-decomposed-elbo",
         params=(
-            *training_params(lr=1e-4, batch_size=64, epochs=10, latent_dim=10),
+            *CONV_TRAINING,
             Param("alpha", "float", 1.0, "weight of the index-code mutual information", low=0.0),
             Param("beta", "float", 6.0, "weight of the total correlation", low=0.0),
             Param("gamma", "float", 1.0, "weight of the dimension-wise KL", low=0.0),

@@ -1,9 +1,9 @@
 """beta-VAE (a preset of the beta-ELBO) and its capacity-annealed form (a new objective)."""
 
 from vaezoo import hookimpl
-from vaezoo.hparams import Param, training_params
+from vaezoo.hparams import Param
 from vaezoo.variant import VariantSpec
-from vaezoo_plugins.conv_fashion import CONV_PARTS, beta_elbo_params
+from vaezoo_plugins.conv_fashion import CONV_PARTS, CONV_TRAINING, beta_elbo_params
 
 
 @hookimpl
@@ -14,13 +14,12 @@ def register_objectives(register):
 
 @hookimpl
 def register_variants(register):
-    common = training_params(lr=1e-4, batch_size=64, epochs=10, latent_dim=10)
     register(VariantSpec(
         name="beta-vae",
         description="beta-VAE: the ELBO with the KL weighted by beta > 1 for disentangling",
         parts=CONV_PARTS,
         objective="beta-elbo",
-        params=(*common, *beta_elbo_params(beta=4.0)),
+        params=(*CONV_TRAINING, *beta_elbo_params(beta=4.0)),
         paper="Higgins et al. 2017, beta-VAE: Learning Basic Visual Concepts with a Constrained Variational Framework (ICLR)",
     ))
     register(VariantSpec(
@@ -29,7 +28,7 @@ def register_variants(register):
         parts=CONV_PARTS,
         objective="capacity-elbo",
         params=(
-            *common,
+            *CONV_TRAINING,
             Param("gamma", "float", 1000.0, "weight of |KL - C|", low=0.0),
             Param("capacity_max", "float", 25.0, "final target KL C_max in nats", low=0.0),
             Param("capacity_steps", "int", 100_000, "steps over which C rises linearly from 0 to C_max", low=1),

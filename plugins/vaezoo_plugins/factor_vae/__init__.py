@@ -1,9 +1,9 @@
 """FactorVAE: the total correlation estimated by a discriminator with its own optimiser."""
 
 from vaezoo import hookimpl
-from vaezoo.hparams import Param, training_params
+from vaezoo.hparams import Param
 from vaezoo.variant import VariantSpec
-from vaezoo_plugins.conv_fashion import CONV_PARTS, beta_elbo_params
+from vaezoo_plugins.conv_fashion import CONV_PARTS, CONV_TRAINING, beta_elbo_params
 
 
 @hookimpl
@@ -20,7 +20,7 @@ def register_variants(register):
         parts=CONV_PARTS,
         objective="discriminator-tc-elbo",
         params=(
-            *training_params(lr=1e-4, batch_size=64, epochs=10, latent_dim=10),
+            *CONV_TRAINING,
             Param("gamma", "float", 6.0, "weight of the total correlation (the paper sweeps 10-40 on dSprites)", low=0.0),
             Param("disc_lr", "float", 1e-4, "discriminator Adam learning rate", low=0.0, low_exclusive=True),
             Param("disc_beta1", "float", 0.5, "discriminator Adam beta1", low=0.0, high=0.999),

@@ -1,9 +1,9 @@
 """The JS-G-alpha VAE: the skew geometric Jensen-Shannon divergence in place of the KL."""
 
 from vaezoo import hookimpl
-from vaezoo.hparams import Param, training_params
+from vaezoo.hparams import Param
 from vaezoo.variant import VariantSpec
-from vaezoo_plugins.conv_fashion import CONV_PARTS, beta_elbo_params
+from vaezoo_plugins.conv_fashion import CONV_PARTS, CONV_TRAINING, beta_elbo_params
 
 
 @hookimpl
@@ -20,7 +20,7 @@ def register_variants(register):
         parts={**CONV_PARTS, "divergence": "gjs"},
         objective="beta-elbo",
         params=(
-            *training_params(lr=1e-4, batch_size=64, epochs=10, latent_dim=10),
+            *CONV_TRAINING,
             Param("alpha", "float", 0.5, "skew: 0 gives KL(q || p), 1 gives KL(p || q) (reversed when dual)",
                   low=0.0, high=1.0),
             Param("dual", "bool", False, "use the dual divergence, KLs from the geometric mean"),

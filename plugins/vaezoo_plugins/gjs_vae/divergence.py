@@ -9,11 +9,11 @@ skew sits in G, which is what makes the ends KLs rather than zero):
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from vaezoo.distributions import DiagonalGaussian
-from vaezoo.errors import UsageError
 from vaezoo.parts import BuildContext, Prior
+from vaezoo_plugins.conv_fashion.gaussian import AnalyticGaussianKL
 
 
 def geometric_mean(q: DiagonalGaussian, p: DiagonalGaussian, alpha: float) -> DiagonalGaussian:
@@ -32,14 +32,14 @@ def skew_geometric_js(q: DiagonalGaussian, p: DiagonalGaussian, alpha: float, du
     return (1 - alpha) * q.kl_per_dim(g) + alpha * p.kl_per_dim(g)
 
 
-class GeometricJS(nn.Module):
-    """The divergence part: JS-G-alpha(q(z|x) || p(z)) per latent dimension; needs a Gaussian prior."""
+class GeometricJS(AnalyticGaussianKL):
+    """The divergence part: JS-G-alpha(q(z|x) || p(z)) per latent dimension; closed form, so like
+    its base it refuses a prior that is not one diagonal Gaussian."""
+
+    part = "gjs"
 
     def __init__(self, ctx: BuildContext):
-        super().__init__()
-        prior = ctx.built["prior"]
-        if not isinstance(prior, Prior) or prior.gaussian() is None:
-            raise UsageError("the gjs divergence needs a Gaussian prior (closed form only)")
+        super().__init__(ctx)
         self.alpha = float(ctx.hp["alpha"])
         self.dual = bool(ctx.hp["dual"])
 

@@ -1,9 +1,9 @@
 """InfoVAE: the ELBO plus a maximum mean discrepancy between the aggregate posterior and the prior."""
 
 from vaezoo import hookimpl
-from vaezoo.hparams import Param, training_params
+from vaezoo.hparams import Param
 from vaezoo.variant import VariantSpec
-from vaezoo_plugins.conv_fashion import CONV_PARTS, beta_elbo_params
+from vaezoo_plugins.conv_fashion import CONV_PARTS, CONV_TRAINING, beta_elbo_params
 
 
 @hookimpl
@@ -20,7 +20,7 @@ def register_variants(register):
         parts=CONV_PARTS,
         objective="mmd-elbo",
         params=(
-            *training_params(lr=1e-4, batch_size=64, epochs=10, latent_dim=10),
+            *CONV_TRAINING,
             Param("alpha", "float", 0.0, "InfoVAE alpha: the KL weight is 1 - alpha", high=1.0),
             Param("info_lambda", "float", 1000.0, "InfoVAE lambda: the MMD weight is alpha + lambda - 1",
                   low=0.0, low_exclusive=True),

@@ -1,9 +1,9 @@
 """IWAE: the importance-weighted bound with k samples per image as the training objective."""
 
 from vaezoo import hookimpl
-from vaezoo.hparams import Param, training_params
+from vaezoo.hparams import Param
 from vaezoo.variant import VariantSpec
-from vaezoo_plugins.conv_fashion import CONV_PARTS
+from vaezoo_plugins.conv_fashion import CONV_PARTS, CONV_TRAINING
 
 
 @hookimpl
@@ -20,7 +20,7 @@ def register_variants(register):
         parts=CONV_PARTS,
         objective="iwae-bound",
         params=(
-            *training_params(lr=1e-4, batch_size=64, epochs=10, latent_dim=10),
+            *CONV_TRAINING,
             Param("k", "int", 5, "importance samples per image (1 = the ELBO)", low=1),
         ),
         paper="Burda, Grosse & Salakhutdinov 2015, Importance Weighted Autoencoders, arXiv 1509.00519",

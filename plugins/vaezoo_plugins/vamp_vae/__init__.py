@@ -1,9 +1,9 @@
 """The VampPrior VAE: a learnt mixture prior, and the Monte Carlo KL that any prior can use."""
 
 from vaezoo import hookimpl
-from vaezoo.hparams import Param, training_params
+from vaezoo.hparams import Param
 from vaezoo.variant import VariantSpec
-from vaezoo_plugins.conv_fashion import CONV_PARTS, beta_elbo_params
+from vaezoo_plugins.conv_fashion import CONV_PARTS, CONV_TRAINING, beta_elbo_params
 
 
 @hookimpl
@@ -26,7 +26,7 @@ def register_variants(register):
         parts={**CONV_PARTS, "prior": "vamp", "divergence": "monte-carlo-kl"},
         objective="beta-elbo",
         params=(
-            *training_params(lr=1e-4, batch_size=64, epochs=10, latent_dim=10),
+            *CONV_TRAINING,
             Param("pseudo_inputs", "int", 500, "number K of pseudo-inputs (mixture components)", low=1),
             *beta_elbo_params(),
         ),
