@@ -64,3 +64,12 @@ def synthetic():
     from vaezoo_plugins.datasets.synthetic import load_synthetic
 
     return load_synthetic()
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """A two-step conv-fashion run on the synthetic images. Read-only: copy it before writing into it."""
+    import vaezoo
+
+    return vaezoo.train("conv-fashion", hparams={"batch_size": 32}, dataset="synthetic", max_steps=2,
+                        device="cpu", out=tmp_path_factory.mktemp("runs") / "run")
