@@ -109,6 +109,16 @@ def test_one_part_alone(trained_run, tmp_path, cli, part):
     one_line_error(cli("evaluate", str(path)), f"holds only the {part}")
 
 
+def test_a_training_checkpoint_reads_as_the_model_at_its_epoch(trained_run, tmp_path, cli):
+    """The two-step run stopped in epoch 1, so its epoch-1 checkpoint holds the final weights."""
+    path = shutil.copy(trained_run / "checkpoints" / "epoch-0001.safetensors", tmp_path)
+    final, at_epoch = vaezoo.load(trained_run), vaezoo.load(path)
+    assert final.state_dict().keys() == at_epoch.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(final.state_dict().values(), at_epoch.state_dict().values()))
+    assert cli("evaluate", str(path), "-k", "1").code == 0
+    assert json.loads((tmp_path / "epoch-0001.eval.json").read_text())["variant"] == "conv-fashion"
+
+
 def test_loading_leaves_the_callers_random_state_alone(trained_run):
     torch.manual_seed(0)
     expected = torch.rand(3)
@@ -290,7 +300,7 @@ def _checkpoint(exported, tmp_path):
     (_missing, ["does not exist"]),
     (_not_a_run, ["neither a run nor an exported model"]),
     (_unfinished_run, ["training has not finished"]),
-    (_checkpoint, ["training checkpoint"]),
+    (_checkpoint, ["training checkpoint without a readable run config"]),
 ], ids=lambda v: v.__name__.strip("_") if callable(v) else None)
 def test_bad_file_gives_one_line(exported, tmp_path, cli, make, words):
     path = make(exported, tmp_path)

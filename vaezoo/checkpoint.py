@@ -61,9 +61,14 @@ def content_hash(tensors: Mapping[str, torch.Tensor]) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
+def encode_metadata(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """Safetensors metadata is str -> str: strings stay as they are, anything else becomes JSON."""
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+
+
 def write(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]) -> None:
     """Write tensors with JSON-encoded metadata values, atomically."""
-    meta = {FORMAT_KEY: FORMAT, **{k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}}
+    meta = {FORMAT_KEY: FORMAT, **encode_metadata(metadata)}
     atomic_write_bytes(Path(path), save_tensors_to_bytes(dict(tensors), metadata=meta))
 
 

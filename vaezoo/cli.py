@@ -178,6 +178,7 @@ def evaluate_command(
 ) -> None:
     """Measure a trained model on held-out images: -ELBO, its terms, -log p(x), active units, MSE."""
     from .api import evaluate
+    from .evaluation import ACTIVE_UNIT_THRESHOLD
 
     r = evaluate(source, split=split, importance_samples=importance_samples, batch_size=batch_size, seed=seed,
                  data_dir=data_dir, device=device, out=out_file, overwrite=overwrite)
@@ -190,7 +191,7 @@ def evaluate_command(
     table.add_row(f"-log p(x), {r['importance_samples']} importance samples", f"{r['nll']:.2f}")
     table.add_row("reconstruction MSE per pixel", f"{r['mse']:.5f}")
     dims = len(r["posterior_mean_variance"])
-    table.add_row("active units (Var[E q(z|x)] > 0.01)", f"{r['active_units']} / {dims}")
+    table.add_row(f"active units (Var[E q(z|x)] > {ACTIVE_UNIT_THRESHOLD:g})", f"{r['active_units']} / {dims}")
     out.print(table)
     per_dim = Table("dim", "KL", "Var[E q(z|x)]", title="Per latent dimension")
     for d, variance in enumerate(r["posterior_mean_variance"]):

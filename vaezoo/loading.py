@@ -2,7 +2,8 @@
 
 A folder (a run, or a Hugging-Face-style export) is read through its model.safetensors; the
 metadata in that file names the variant, its hyperparameters and the input shape, and the
-registry builds the parts. Nothing is unpickled.
+registry builds the parts. A training checkpoint reads as the model at its epoch. Nothing is
+unpickled.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from .hparams import HParams
 from .model import VAE, build_model
 from .registry import PLUGINS_ENV, Registry, get_registry
 from .runs import CHECKPOINTS, CONFIG, MODEL
+from .training import weights_metadata
 from .variant import VariantSpec
 
 #: What a weights file may hold: the whole model, or the encoder or decoder alone.
 PARTS = ("model", "encoder", "decoder")
 JSON_FIELDS = ("hparams", "input_shape")
 REQUIRED = ("variant", "dataset", *JSON_FIELDS)
+CHECKPOINT_MODEL = "model/"  # prefix of the model's tensors in a training checkpoint
 
 
 @dataclass
@@ -72,15 +75,23 @@ def weights_path(path: Path) -> Path:
         return path / MODEL
     if (path / CONFIG).is_file() and (path / CHECKPOINTS).is_dir():
         raise WeightsError(f"{path} is a run without {MODEL}: training has not finished "
-                           f"(its checkpoints are in {path / CHECKPOINTS})")
+                           f"(pass one of its checkpoints in {path / CHECKPOINTS} instead)")
     raise WeightsError(f"{path} is a folder but neither a run nor an exported model (no {MODEL})")
+
+
+def checkpoint_model(raw: dict[str, str], tensors: dict[str, torch.Tensor],
+                     source: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """The model inside a training checkpoint: its tensors, and the metadata its run config implies."""
+    try:
+        meta = weights_metadata(json.loads(raw["config"]))
+    except (ValueError, KeyError, TypeError):
+        raise WeightsError(f"{source} is a training checkpoint without a readable run config") from None
+    model = {k[len(CHECKPOINT_MODEL):]: v for k, v in tensors.items() if k.startswith(CHECKPOINT_MODEL)}
+    return checkpoint.encode_metadata(meta), model
 
 
 def decode_metadata(raw: dict[str, str], source: Path) -> dict[str, Any]:
     """Check and decode the metadata a model file must carry; anything missing is a WeightsError."""
-    if "variant" not in raw and "optimizers" in raw:
-        raise WeightsError(f"{source} is a training checkpoint, not a model; pass its run folder "
-                           "or `vaezoo export` the run")
     missing = [key for key in REQUIRED if key not in raw]
     if missing:
         raise WeightsError(f"{source} was written by vaezoo but its metadata lacks {', '.join(missing)}")
@@ -124,6 +135,8 @@ def open_artifact(path: Path, *, device: torch.device | str = "cpu", registry: R
     registry = registry or get_registry()
     source = weights_path(Path(path))
     tensors, raw = checkpoint.read(source)
+    if "variant" not in raw and "optimizers" in raw:
+        raw, tensors = checkpoint_model(raw, tensors, source)
     meta = decode_metadata(raw, source)
     spec = installed_variant(registry, meta, source)
     try:
