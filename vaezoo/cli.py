@@ -160,7 +160,7 @@ def train_command(
               highlight=False)
 
 
-SOURCE_HELP = "A run folder, an exported .safetensors file or an exported folder."
+SOURCE_HELP = "A run folder, an exported .safetensors file or folder, or a training checkpoint."
 
 
 @app.command("evaluate")
