@@ -149,6 +149,8 @@ def test_evaluate_an_exported_file_writes_beside_it(exported, tmp_path, cli):
     copy = shutil.copy(exported, tmp_path / "m.safetensors")
     assert cli("evaluate", str(copy), "-k", "1").code == 0
     assert json.loads((tmp_path / "m.eval.json").read_text())["source"] == str(copy)
+    assert cli("evaluate", str(copy), "-k", "1", "--out", str(tmp_path / "new" / "e.json")).code == 0
+    assert (tmp_path / "new" / "e.json").is_file()
 
 
 @pytest.mark.parametrize("args, words", [

@@ -101,6 +101,7 @@ def evaluate(path: str | Path, *, split: str = "test", importance_samples: int =
         "seconds": time.perf_counter() - started, "device": str(images.device), "vaezoo_version": __version__,
     }
     if save:
+        destination.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(destination, result)
     return {**result, "saved_to": str(destination) if save else None}
 
