@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .loading import Artifact
 
 #: Importance samples per image: the FashionMNIST test set (10,000 images) takes about a minute on 2 CPU cores.
-DEFAULT_IMPORTANCE_SAMPLES = 50
+DEFAULT_IMPORTANCE_SAMPLES = 40
 DEFAULT_EVAL_BATCH_SIZE = 500
 EVAL_FILE = "eval.json"
 SAMPLE_MODES = ("prior", "reconstruct", "traverse")
