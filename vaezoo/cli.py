@@ -165,7 +165,7 @@ SOURCE_HELP = "A run folder, an exported .safetensors file or folder, or a train
 
 @app.command("evaluate")
 def evaluate_command(
-    source: Path = typer.Argument(..., help=SOURCE_HELP),
+    source: Path = typer.Argument(..., metavar="RUN_OR_FILE", help=SOURCE_HELP),
     split: str = typer.Option("test", "--split", help="train or test."),
     importance_samples: int = typer.Option(DEFAULT_IMPORTANCE_SAMPLES, "--importance-samples", "-k",
                                            help="Importance samples per image for -log p(x)."),
@@ -202,7 +202,7 @@ def evaluate_command(
 
 @app.command("export")
 def export_command(
-    source: Path = typer.Argument(..., help=SOURCE_HELP),
+    source: Path = typer.Argument(..., metavar="RUN_OR_FILE", help=SOURCE_HELP),
     out_path: Optional[Path] = typer.Option(None, "--out", help="A .safetensors file, or a folder for the "
                                             "Hugging Face layout (default VARIANT-RUN.safetensors here)."),
     fmt: str = typer.Option("safetensors", "--format", help="Only safetensors."),
@@ -218,7 +218,7 @@ def export_command(
 
 @app.command("sample")
 def sample_command(
-    source: Path = typer.Argument(..., help=SOURCE_HELP),
+    source: Path = typer.Argument(..., metavar="RUN_OR_FILE", help=SOURCE_HELP),
     n: int = typer.Option(64, "--n", help="Images to draw (or test images to reconstruct)."),
     out_file: Optional[Path] = typer.Option(None, "--out", help="PNG to write (default samples.png, "
                                             "reconstructions.png or traversals.png)."),
