@@ -1,4 +1,4 @@
-"""The public Python API, mirroring the CLI: train, evaluate, export, sample and load.
+"""The public Python API, mirroring the CLI: train (and resume_training), evaluate, export, sample and load.
 
 Importing this module is cheap: torch is imported only when a function runs, so the CLI can
 read the defaults below without it, and `vaezoo.load` & co. resolve lazily.
@@ -7,7 +7,7 @@ read the defaults below without it, and `vaezoo.load` & co. resolve lazily.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,13 +15,15 @@ from typing import TYPE_CHECKING, Any
 from . import __version__
 from .errors import DataError, UsageError
 from .registry import Registry, get_registry
-from .runs import refuse_overwrite
+from .runs import RunDir, refuse_overwrite
 
 if TYPE_CHECKING:
     from rich.console import Console
     from torch import Tensor, nn
 
+    from .hparams import HParams
     from .loading import Artifact
+    from .variant import VariantSpec
 
 #: Importance samples per image: the FashionMNIST test set (10,000 images) takes about a minute on 2 CPU cores.
 DEFAULT_IMPORTANCE_SAMPLES = 40
@@ -39,33 +41,30 @@ def load(path: str | Path, *, device: str = "cpu") -> nn.Module:
 def train(variant: str, *, hparams: Mapping[str, Any] | None = None, options: Iterable[str] = (),
           dataset: str | None = None, data_dir: str | Path | None = None, out: str | Path | None = None,
           overwrite: bool = False, seed: int = 0, max_steps: int | None = None, device: str = "auto",
-          console: Console | None = None) -> Path:
+          checkpoint_every: int | None = None, skip_nonfinite: bool = False, console: Console | None = None) -> Path:
     """Train `variant` into a new run folder and return its path.
 
     `hparams` are typed values, `options` "key=value" texts (as `-o` on the command line).
     """
-    from rich.console import Console
-
-    from .devices import resolve_device
-    from .runs import RunDir
-    from .training import TrainSetup
-    from .training import train as train_run
-
-    registry = get_registry()
-    spec = registry.variant(variant)
+    spec = get_registry().variant(variant)
     hp = spec.schema.resolve(hparams, texts=options)
-    dataset_entry = registry.get("dataset", dataset or spec.dataset)
+    dataset_name = dataset or spec.dataset
     out_path = Path(out) if out is not None else Path("runs") / spec.name / datetime.now().strftime("%Y%m%d-%H%M%S")
-    console = console or Console(stderr=True)
-    torch_device = resolve_device(device)
-    data = dataset_entry.load()(data_dir)
-    if hp["batch_size"] > data.train.shape[0]:
-        raise UsageError(f"batch size {hp['batch_size']} is larger than the training set ({data.train.shape[0]} images)")
-    run = RunDir.create(out_path, overwrite=overwrite)
-    console.print(f"training [bold]{spec.name}[/] on {data.name} ({data.train.shape[0]} images) on {torch_device}; "
-                  f"run folder {run.path}", highlight=False)
-    train_run(TrainSetup(spec, hp, data, torch_device, seed=seed, max_steps=max_steps), run, registry, console)
-    return run.path
+    return _train(spec, hp, dataset_name, seed, max_steps, lambda: RunDir.create(out_path, overwrite=overwrite),
+                  data_dir=data_dir, device=device, checkpoint_every=checkpoint_every,
+                  skip_nonfinite=skip_nonfinite, console=console)
+
+
+def resume_training(run: str | Path, *, epochs: int | str | None = None, data_dir: str | Path | None = None,
+                    device: str = "auto", checkpoint_every: int | None = None, skip_nonfinite: bool = False,
+                    console: Console | None = None) -> Path:
+    """Continue a run from its newest checkpoint with the settings in its config.json; `epochs` may extend it."""
+    from .resume import stored_run
+
+    folder = RunDir.existing(Path(run))
+    spec, hp, dataset_name, seed, max_steps = stored_run(folder, get_registry(), None if epochs is None else str(epochs))
+    return _train(spec, hp, dataset_name, seed, max_steps, lambda: folder, data_dir=data_dir, device=device,
+                  checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite, console=console, resumed=True)
 
 
 def evaluate(path: str | Path, *, split: str = "test", importance_samples: int = DEFAULT_IMPORTANCE_SAMPLES,
@@ -146,6 +145,30 @@ def sample(path: str | Path, out: str | Path | None = None, *, mode: str = "prio
     else:
         pictures.traversals(model, images[0], destination)
     return destination
+
+
+def _train(spec: VariantSpec, hp: HParams, dataset_name: str, seed: int, max_steps: int | None,
+           run_folder: Callable[[], RunDir], *, data_dir: str | Path | None, device: str,
+           checkpoint_every: int | None, skip_nonfinite: bool, console: Console | None, resumed: bool = False) -> Path:
+    """Load the data, then take the run folder (created only once the inputs check out) and train into it."""
+    from rich.console import Console
+
+    from .devices import resolve_device
+    from .training import TrainSetup
+    from .training import train as train_run
+
+    registry = get_registry()
+    console = console or Console(stderr=True)
+    torch_device = resolve_device(device)
+    data = registry.load("dataset", dataset_name)(data_dir)
+    if hp["batch_size"] > data.train.shape[0]:
+        raise UsageError(f"batch size {hp['batch_size']} is larger than the training set ({data.train.shape[0]} images)")
+    run = run_folder()
+    console.print(f"training [bold]{spec.name}[/] on {data.name} ({data.train.shape[0]} images) on {torch_device}; "
+                  f"run folder {run.path}", highlight=False)
+    train_run(TrainSetup(spec, hp, data, torch_device, seed=seed, max_steps=max_steps), run, registry, console,
+              resume_run=resumed, checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite)
+    return run.path
 
 
 def _open(path: str | Path, device: str, registry: Registry) -> Artifact:

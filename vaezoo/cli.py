@@ -127,34 +127,55 @@ def info_command(
 
 @app.command("train")
 def train_command(
-    variant: str = typer.Argument(..., help="A registered variant name (see `vaezoo list`)."),
+    variant: Optional[str] = typer.Argument(None, help="A registered variant name (see `vaezoo list`); not with --resume."),
     beta: Optional[str] = typer.Option(None, "--beta", help="Weight of the divergence term, for variants that have one."),
-    epochs: Optional[str] = typer.Option(None, "--epochs", help="Passes over the training set."),
+    epochs: Optional[str] = typer.Option(None, "--epochs", help="Passes over the training set (with --resume: extend the run)."),
     batch_size: Optional[str] = typer.Option(None, "--batch-size", help="Images per step."),
     lr: Optional[str] = typer.Option(None, "--lr", help="Adam learning rate."),
     option: List[str] = typer.Option([], "-o", "--option", help="Any hyperparameter as key=value (see `vaezoo info`)."),
-    seed: int = typer.Option(0, "--seed", help="Seed for initialisation, noise and data order."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for initialisation, noise and data order (default 0)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/VARIANT/TIMESTAMP)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Allow --out to point at an existing run."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run already in --out (once the new one's inputs check out)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="A registered dataset (default: the variant's)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where the dataset files are ($VAEZOO_DATA)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after N steps (smoke runs)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its newest checkpoint, with its own settings."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Also checkpoint every N steps (default: at epoch ends only)."),
+    skip_nonfinite: bool = typer.Option(False, "--skip-nonfinite", help="Skip a batch whose loss is NaN or infinite instead of stopping (a host sync per step on GPUs)."),
 ) -> None:
-    """Train a variant; writes a self-describing run folder."""
-    registry = get_registry()
-    spec = registry.variant(variant)
-    texts = []
-    for name, value in (("beta", beta), ("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
-        if value is not None:
-            if name not in spec.schema:
-                raise UsageError(f"variant {spec.name} has no hyperparameter '{name}'")
-            texts.append(f"{name}={value}")
-    from .api import train
+    """Train a variant, or continue a run with --resume; writes a self-describing run folder."""
     from .runs import RunDir
 
-    path = train(spec.name, options=[*texts, *option], dataset=dataset, data_dir=data_dir, out=out_dir,
-                 overwrite=overwrite, seed=seed, max_steps=max_steps, device=device, console=err)
+    registry = get_registry()
+    if resume is not None:
+        given = {"VARIANT": variant, "--beta": beta, "--batch-size": batch_size, "--lr": lr, "-o": option or None,
+                 "--seed": seed, "--out": out_dir, "--overwrite": overwrite or None, "--dataset": dataset,
+                 "--max-steps": max_steps}
+        refused = [name for name, value in given.items() if value is not None]
+        if refused:
+            raise UsageError(f"--resume continues a run with the settings in its config.json; {', '.join(refused)} "
+                             "cannot be given with it (allowed: --epochs to extend, --device, --data-dir, "
+                             "--checkpoint-every, --skip-nonfinite)")
+        from .api import resume_training
+
+        path = resume_training(resume, epochs=epochs, data_dir=data_dir, device=device,
+                               checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite, console=err)
+    else:
+        if variant is None:
+            raise UsageError("name a VARIANT to train (see `vaezoo list`), or continue a run with --resume RUN")
+        spec = registry.variant(variant)
+        texts = []
+        for name, value in (("beta", beta), ("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
+            if value is not None:
+                if name not in spec.schema:
+                    raise UsageError(f"variant {spec.name} has no hyperparameter '{name}'")
+                texts.append(f"{name}={value}")
+        from .api import train
+
+        path = train(spec.name, options=[*texts, *option], dataset=dataset, data_dir=data_dir, out=out_dir,
+                     overwrite=overwrite, seed=0 if seed is None else seed, max_steps=max_steps, device=device,
+                     checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite, console=err)
     last = RunDir(path).read_metrics()[-1]
     out.print(f"done: test negative ELBO {last['test']['neg_elbo']:.2f} nats per image; run folder {path}",
               highlight=False)
@@ -248,3 +269,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        err.print("[red]interrupted[/]", highlight=False)
+        sys.exit(130)

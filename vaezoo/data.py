@@ -47,13 +47,16 @@ def as_float(images: Tensor) -> Tensor:
     return images.to(torch.float32).div_(255.0)
 
 
-def shuffled_batches(images: Tensor, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
-    """Float batches in a fresh random order, the incomplete last batch dropped."""
+def shuffled_batches(images: Tensor, batch_size: int, generator: torch.Generator, skip: int = 0) -> Iterator[Tensor]:
+    """Float batches in a fresh random order, the incomplete last batch dropped.
+
+    `skip` leaves out the first batches of that order (resuming mid-epoch: same order, same place).
+    """
     n = images.shape[0]
     if batch_size > n:
         raise DataError(f"batch size {batch_size} is larger than the dataset ({n} images)")
     order = torch.randperm(n, generator=generator).to(images.device)
-    for start in range(0, n - batch_size + 1, batch_size):
+    for start in range(skip * batch_size, n - batch_size + 1, batch_size):
         yield as_float(images[order[start:start + batch_size]])
 
 

@@ -43,3 +43,21 @@ class DataError(VaezooError):
 
 class WeightsError(VaezooError):
     """A weights, checkpoint or run file is missing, corrupt or not ours."""
+
+
+class StorageError(VaezooError):
+    """A run file could not be written (disk full, no permission); earlier files are untouched."""
+
+
+class NonFiniteLossError(VaezooError):
+    """A loss term became NaN or infinite; training stopped without checkpointing the bad state."""
+
+    exit_code = 3
+
+
+class TrainingInterrupted(VaezooError):
+    """Ctrl-C or SIGTERM stopped training after a checkpoint; the exit code is 128 + the signal number."""
+
+    def __init__(self, message: str, signal_number: int):
+        super().__init__(message)
+        self.exit_code = 128 + signal_number

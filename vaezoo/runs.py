@@ -10,26 +10,33 @@ import csv
 import io
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError, WeightsError
+from .errors import StorageError, UsageError, WeightsError
 
 CONFIG = "config.json"
 METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
 MODEL = "model.safetensors"
 CHECKPOINTS = "checkpoints"
+TEMPORARY_GLOB = ".*.tmp"  # what atomic_write_bytes leaves behind when killed mid-write
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a hidden temporary file, fsync, then rename: readers see the old file or the new one."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StorageError(f"cannot write {path}: {exc.strerror or exc}; the earlier files are unchanged") from None
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -69,19 +76,64 @@ class RunDir:
 
     @classmethod
     def create(cls, path: Path, *, overwrite: bool = False) -> RunDir:
-        """A fresh run folder; an existing run there is an error unless `overwrite`."""
+        """A fresh run folder; files there are an error unless `overwrite` (empty folders left by a start that
+        failed its checks are not)."""
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise UsageError(f"--out {path} exists and is not a folder")
-        if path.is_dir() and any(path.iterdir()) and not overwrite:
-            raise UsageError(f"{path} already holds files; choose another --out or pass --overwrite")
+        if path.is_dir() and not overwrite and any(p.is_file() for p in path.rglob("*")):
+            raise UsageError(f"--out {path} already holds files (an earlier run?); choose another --out, "
+                             f"continue it with --resume {path}, or replace it with --overwrite")
         path.mkdir(parents=True, exist_ok=True)
-        run = cls(path)
-        if overwrite:
-            for name in (METRICS_JSONL, METRICS_CSV):
-                (path / name).unlink(missing_ok=True)
-        run.checkpoints.mkdir(exist_ok=True)
-        return run
+        return cls(path)
+
+    @classmethod
+    def existing(cls, path: Path) -> RunDir:
+        """A run folder that must already exist (for --resume)."""
+        path = Path(path)
+        if not path.is_dir():
+            raise UsageError(f"--resume {path}: no such run folder")
+        return cls(path)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder for this process: a second process training into it is refused.
+
+        The lock is on the folder itself (no lock file to leave behind); the operating system
+        releases it when the process ends, even by SIGKILL.
+        """
+        try:
+            import fcntl
+        except ImportError:  # no advisory locks on Windows: train unguarded
+            yield
+            return
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise UsageError(f"{self.path} is in use by another vaezoo process; wait for it to end "
+                                 f"or stop it first") from None
+            yield
+        finally:
+            os.close(fd)
+
+    def clear(self) -> None:
+        """Delete what an earlier run wrote here (for --overwrite, once the new run's inputs are valid).
+
+        Only vaezoo's own files go: anything else the user keeps in the folder stays.
+        """
+        for name in (CONFIG, METRICS_JSONL, METRICS_CSV, MODEL):
+            (self.path / name).unlink(missing_ok=True)
+        for file in [*self.path.glob("*.png"), *self.checkpoints.glob("*.safetensors")]:
+            file.unlink()
+        self.remove_temporaries()
+
+    def remove_temporaries(self) -> None:
+        """Delete half-written files a killed process left (never taken for real ones)."""
+        for folder in (self.path, self.checkpoints):
+            for file in folder.glob(TEMPORARY_GLOB):
+                file.unlink()
 
     def write_config(self, config: Mapping[str, Any]) -> None:
         atomic_write_json(self.path / CONFIG, dict(config))
@@ -100,7 +152,10 @@ class RunDir:
 
     def append_metrics(self, record: Mapping[str, Any]) -> None:
         """Append one epoch's record to metrics.jsonl and rewrite metrics.csv from all records."""
-        records = self.read_metrics() + [dict(record)]
+        self.write_metrics(self.read_metrics() + [dict(record)])
+
+    def write_metrics(self, records: list[dict[str, Any]]) -> None:
+        """Replace metrics.jsonl and metrics.csv with `records`, each atomically."""
         atomic_write_bytes(self.path / METRICS_JSONL,
                            "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode())
         rows = [flatten_metrics(r) for r in records]
@@ -115,4 +170,11 @@ class RunDir:
         path = self.path / METRICS_JSONL
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        records = []
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    raise WeightsError(f"{path} line {number} is not valid JSON (edited or damaged?)") from None
+        return records

@@ -1,25 +1,34 @@
-"""One generic training loop for every variant: the objective decides the loss, the loop does the rest."""
+"""One generic training loop for every variant: the objective decides the loss, the loop does the rest.
+
+The loop can stop anywhere (a kill, Ctrl-C, a non-finite loss) and be resumed from the newest
+checkpoint with the same result: see resume.TrainState and docs/runs.md.
+"""
 
 from __future__ import annotations
 
 import platform
+import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import __version__, checkpoint
+from . import __version__, checkpoint, resume, rng
 from .data import ImageData, shuffled_batches
+from .errors import NonFiniteLossError, TrainingInterrupted
 from .evaluation import elbo_terms
 from .hparams import HParams
 from .model import VAE, build_model, build_objective
-from .parts import Objective
+from .nonfinite import MAX_SKIPS_IN_A_ROW, Watch, describe, nonfinite_now
+from .parts import Objective, Terms
 from .registry import Registry
 from .runs import MODEL, RunDir
+from .stopping import StopRequests
 from .variant import VariantSpec
 
 PROGRESS_EVERY = 20  # steps between progress-bar refreshes (each one syncs with the device)
@@ -69,6 +78,18 @@ def _backward(terms: Mapping[str, torch.Tensor], model: VAE, objective: Objectiv
     aux.backward(inputs=list(objective.parameters()))
 
 
+def build_optimizers(model: VAE, objective: Objective, hp: HParams) -> dict[str, torch.optim.Optimizer]:
+    """Every optimizer the loop steps, by name: "model", and "aux" when the objective owns parameters.
+
+    Checkpoints save and restore each one under its name.
+    """
+    optimizers: dict[str, torch.optim.Optimizer] = {"model": torch.optim.Adam(model.parameters(), lr=hp["lr"])}
+    aux_optimizer = objective.aux_optimizer()
+    if aux_optimizer is not None:
+        optimizers["aux"] = aux_optimizer
+    return optimizers
+
+
 def _summary(sums: Mapping[str, torch.Tensor], steps: int) -> dict[str, float | list[float]]:
     out: dict[str, float | list[float]] = {}
     for key, total in sums.items():
@@ -85,77 +106,196 @@ def _progress(console: Console) -> Progress:
     )
 
 
-def train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console | None = None) -> list[dict[str, Any]]:
-    """Train `setup` into `run`: metrics and a checkpoint per epoch, then the model and pictures."""
-    console = console or Console(stderr=True)
+def train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console | None = None, *,
+          resume_run: bool = False, checkpoint_every: int | None = None,
+          skip_nonfinite: bool = False) -> list[dict[str, Any]]:
+    """Train `setup` into `run`, or continue it from its newest checkpoint (`resume_run`).
+
+    Writes metrics and a checkpoint per epoch (and every `checkpoint_every` steps), then the model
+    and pictures. Returns every epoch's metrics record. A fresh run clears what an earlier run left
+    in the folder only after the model and optimizers are built. Ctrl-C or SIGTERM, from here on,
+    stops at the next step boundary after a checkpoint. Another process training into `run` is refused.
+    """
+    with run.lock(), StopRequests() as stop:
+        try:
+            return _train(setup, run, registry, console or Console(stderr=True), stop,
+                          resume_run, checkpoint_every, skip_nonfinite)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(
+                f"stopped at once by a second interrupt; every checkpoint written is complete. "
+                f"Continue with: vaezoo train --resume {run.path}", signal.SIGINT) from None
+
+
+def _train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console, stop: StopRequests,
+           resume_run: bool, checkpoint_every: int | None, skip_nonfinite: bool) -> list[dict[str, Any]]:
     hp, device = setup.hp, setup.device
-    torch.manual_seed(setup.seed)
+    rng.seed_all(setup.seed)
     model = build_model(setup.spec, hp, setup.data.input_shape, registry)
     objective = build_objective(setup.spec, hp, model, registry, dataset_size=setup.data.train.shape[0])
     model.to(device)
     objective.to(device)
-    optimizers: dict[str, torch.optim.Optimizer] = {"model": torch.optim.Adam(model.parameters(), lr=hp["lr"])}
-    aux_optimizer = objective.aux_optimizer()
-    if aux_optimizer is not None:
-        optimizers["aux"] = aux_optimizer
-    data = setup.data.to(device)
-    order = torch.Generator().manual_seed(setup.seed)
+    optimizers = build_optimizers(model, objective, hp)
     config = setup.config()
+    last: Path | None = None
+    if resume_run:
+        state, config, records, last = resume.restore(run, config, model, objective, optimizers, device)
+        console.print(f"resuming {run.path} from {last or 'the start (no checkpoint yet)'}: "
+                      f"{state.epoch} epochs and {state.step} steps done", highlight=False, soft_wrap=True)
+    else:
+        run.clear()
+        state, records = resume.TrainState.start(setup.seed), []
     run.write_config(config)
-
-    step, records = 0, []
-    steps_per_epoch = data.train.shape[0] // hp["batch_size"]
-    with _progress(console) as progress:
-        for epoch in range(1, hp["epochs"] + 1):
-            total = steps_per_epoch if setup.max_steps is None else min(steps_per_epoch, setup.max_steps - step)
-            task = progress.add_task("train", total=total, epoch=f"{epoch}/{hp['epochs']}", stats="")
-            sums: dict[str, torch.Tensor] = {}
-            started, seen = time.perf_counter(), 0
-            model.train()
-            for x in shuffled_batches(data.train, hp["batch_size"], order):
-                terms = objective(model, x, step)
-                for optimizer in optimizers.values():
-                    optimizer.zero_grad(set_to_none=True)
-                _backward(terms, model, objective)
-                for optimizer in optimizers.values():
-                    optimizer.step()
-                for key, value in terms.items():
-                    sums[key] = sums[key] + value.detach() if key in sums else value.detach().clone()
-                step += 1
-                seen += x.shape[0]
-                if step % PROGRESS_EVERY == 0 and progress.live.is_started:
-                    rate = seen / (time.perf_counter() - started)
-                    progress.update(task, completed=seen // hp["batch_size"], stats=(
-                        f"loss {terms['loss'].item():.1f}  recon {terms['recon'].item():.1f}  "
-                        f"kl {terms['kl'].item():.2f}  {rate:,.0f} img/s"))
-                if setup.max_steps is not None and step >= setup.max_steps:
-                    break
-            seconds = time.perf_counter() - started
-            progress.update(task, completed=total)
-            model.eval()
-            record = {
-                "epoch": epoch, "step": step,
-                "train": _summary(sums, seen // hp["batch_size"]),
-                "test": elbo_terms(model, data.test),
-                "images_per_s": seen / seconds, "seconds": seconds,
-            }
-            records.append(record)
-            run.append_metrics(record)
-            tensors, meta = checkpoint.checkpoint_tensors(model, objective, optimizers)
-            tensors["rng/torch"] = torch.get_rng_state()
-            tensors["rng/data_order"] = order.get_state()
-            checkpoint.write(run.checkpoints / f"epoch-{epoch:04d}.safetensors", tensors,
-                             {**meta, "epoch": epoch, "step": step, "config": config})
-            console.print(
-                f"epoch {epoch}/{hp['epochs']}  step {step}  train loss {record['train']['loss']:.2f}  "
-                f"test -ELBO {record['test']['neg_elbo']:.2f} (recon {record['test']['recon']:.2f}, "
-                f"KL {record['test']['kl']:.2f})  {record['images_per_s']:,.0f} img/s", highlight=False, soft_wrap=True,
-            )
-            if setup.max_steps is not None and step >= setup.max_steps:
-                break
-
+    run.checkpoints.mkdir(exist_ok=True)
+    loop = _Loop(setup, run, model, objective, optimizers, config, state, records, console, last,
+                 checkpoint_every, skip_nonfinite)
+    loop.run(stop)
     checkpoint.write(run.path / MODEL, checkpoint.model_tensors(model), weights_metadata(config))
     from .pictures import write_pictures
 
-    write_pictures(model, data.test, records, run.path)
+    write_pictures(model, loop.data.test, records, run.path)
     return records
+
+
+class _Loop:
+    """One invocation's epochs, from wherever `state` stands: steps, checks, records and checkpoints."""
+
+    def __init__(self, setup: TrainSetup, run: RunDir, model: VAE, objective: Objective,
+                 optimizers: dict[str, torch.optim.Optimizer], config: dict[str, Any], state: resume.TrainState,
+                 records: list[dict[str, Any]], console: Console, last: Path | None,
+                 checkpoint_every: int | None, skip_nonfinite: bool):
+        self.setup, self.run_dir, self.model, self.objective = setup, run, model, objective
+        self.optimizers, self.config, self.state, self.records = optimizers, config, state, records
+        self.console, self.last = console, last
+        self.checkpoint_every, self.skip_nonfinite = checkpoint_every, skip_nonfinite
+        self.data = setup.data.to(setup.device)
+        self.batch_size = setup.hp["batch_size"]
+        self.watch = Watch()
+        self.skips_in_a_row = 0
+
+    def done(self) -> bool:
+        max_steps = self.setup.max_steps
+        return self.state.epoch >= self.setup.hp["epochs"] or (max_steps is not None and self.state.step >= max_steps)
+
+    def run(self, stop: StopRequests) -> None:
+        with _progress(self.console) as progress:
+            while not self.done():
+                self.epoch(progress, stop)
+
+    def epoch(self, progress: Progress, stop: StopRequests) -> None:
+        state, setup, epochs = self.state, self.setup, self.setup.hp["epochs"]
+        per_epoch = self.data.train.shape[0] // self.batch_size
+        total = per_epoch if setup.max_steps is None else min(per_epoch, state.batch + setup.max_steps - state.step)
+        task = progress.add_task("train", total=total, completed=state.batch,
+                                 epoch=f"{state.epoch + 1}/{epochs}", stats="")
+        order, first_batch, started = state.order(), state.batch, time.perf_counter()
+        self.model.train()
+        for x in shuffled_batches(self.data.train, self.batch_size, order, skip=state.batch):
+            if state.batch >= total:
+                break
+            terms = self.step(x)
+            if state.step % PROGRESS_EVERY == 0:
+                self.check_finite()
+                if progress.live.is_started and terms is not None:
+                    rate = (state.batch - first_batch) * self.batch_size / (time.perf_counter() - started)
+                    progress.update(task, completed=state.batch, stats=(
+                        f"loss {terms['loss'].item():.1f}  recon {terms['recon'].item():.1f}  "
+                        f"kl {terms['kl'].item():.2f}  {rate:,.0f} img/s"))
+            if stop.requested:
+                self.interrupt(stop, self.save())
+            if self.checkpoint_every and state.step % self.checkpoint_every == 0 and state.batch < total:
+                self.save()
+        self.check_finite()
+        seconds = time.perf_counter() - started
+        progress.update(task, completed=total)
+        self.end_epoch(order, (state.batch - first_batch) * self.batch_size, seconds)
+        if stop.requested:
+            self.interrupt(stop, self.last)
+
+    def step(self, x: torch.Tensor) -> Terms | None:
+        """One batch: forward, checks, backward, optimizer steps, running sums. None if skipped."""
+        state = self.state
+        terms = self.objective(self.model, x, state.step)
+        state.step += 1
+        state.batch += 1
+        if self.skip_nonfinite:
+            bad = nonfinite_now(terms)
+            if bad is not None:
+                self.skip(bad)
+                return None
+            self.skips_in_a_row = 0
+        else:
+            self.watch.observe(terms, state.step)
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        _backward(terms, self.model, self.objective)
+        for optimizer in self.optimizers.values():
+            optimizer.step()
+        for key, value in terms.items():
+            state.sums[key] = state.sums[key] + value.detach() if key in state.sums else value.detach().clone()
+        return terms
+
+    def where(self, step: int) -> str:
+        """'step 37 (epoch 2, batch 5)' for a step of the epoch in progress."""
+        state = self.state
+        return f"step {step} (epoch {state.epoch + 1}, batch {state.batch - (state.step - step)})"
+
+    def skip(self, values: dict[str, float]) -> None:
+        self.state.skipped += 1
+        self.skips_in_a_row += 1
+        self.console.print(f"warning: non-finite {describe(values)} at {self.where(self.state.step)}; batch skipped",
+                           highlight=False, soft_wrap=True)
+        if self.skips_in_a_row >= MAX_SKIPS_IN_A_ROW:
+            raise NonFiniteLossError(
+                f"{MAX_SKIPS_IN_A_ROW} batches in a row had a non-finite loss (last at {self.where(self.state.step)}): "
+                f"the model has diverged; {self.kept()}")
+
+    def check_finite(self) -> None:
+        """Stop if any observed step had a non-finite term (one sync; called where the loop syncs anyway)."""
+        first = self.watch.first()
+        if first is not None:
+            step, values = first
+            raise NonFiniteLossError(
+                f"non-finite loss at {self.where(step)}: {describe(values)}; training stopped, {self.kept()}. "
+                f"Lower --lr, or pass --skip-nonfinite to skip such batches, then continue with "
+                f"vaezoo train --resume {self.run_dir.path}")
+
+    def kept(self) -> str:
+        return (f"the last good checkpoint is {self.last}" if self.last is not None
+                else "no checkpoint had been written yet")
+
+    def save(self) -> Path:
+        """Checkpoint the current state; never one that saw a non-finite loss."""
+        self.check_finite()
+        self.last = resume.save(self.run_dir, self.state, self.model, self.objective, self.optimizers,
+                                self.config, self.setup.device)
+        return self.last
+
+    def end_epoch(self, order: torch.Generator, images: int, seconds: float) -> None:
+        """Evaluate, record, checkpoint and report the epoch just finished."""
+        state, epochs = self.state, self.setup.hp["epochs"]
+        steps = state.batch - state.skipped
+        if steps == 0:
+            raise NonFiniteLossError(f"every batch of epoch {state.epoch + 1} had a non-finite loss; {self.kept()}")
+        self.model.eval()
+        record: dict[str, Any] = {
+            "epoch": state.epoch + 1, "step": state.step,
+            "train": _summary(state.sums, steps),
+            "test": elbo_terms(self.model, self.data.test),
+            "images_per_s": images / seconds, "seconds": seconds,
+        }
+        if state.skipped:
+            record["skipped"] = state.skipped
+        state.finish_epoch(order)
+        self.run_dir.append_metrics(record)
+        self.records.append(record)
+        self.save()
+        self.console.print(
+            f"epoch {record['epoch']}/{epochs}  step {state.step}  train loss {record['train']['loss']:.2f}  "
+            f"test -ELBO {record['test']['neg_elbo']:.2f} (recon {record['test']['recon']:.2f}, "
+            f"KL {record['test']['kl']:.2f})  {record['images_per_s']:,.0f} img/s", highlight=False, soft_wrap=True,
+        )
+
+    def interrupt(self, stop: StopRequests, path: Path | None) -> None:
+        raise TrainingInterrupted(
+            f"interrupted by {stop.name} at step {self.state.step}; checkpoint {path} holds everything so far. "
+            f"Continue with: vaezoo train --resume {self.run_dir.path}", stop.signal_number or signal.SIGINT)
