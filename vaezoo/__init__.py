@@ -1,7 +1,10 @@
 """vaezoo: a plugin-based zoo of variational autoencoders.
 
-Importing the package is cheap (no torch): plugins need only `hookimpl`.
+Importing the package is cheap (no torch): plugins need only `hookimpl`. The Python API
+(`vaezoo.train`, `resume_training`, `evaluate`, `export`, `sample`, `load`) and `vaezoo.registry` resolve on first use.
 """
+
+import importlib
 
 import pluggy
 
@@ -10,4 +13,19 @@ from ._version import __version__
 #: Decorate plugin functions named after the hooks in vaezoo.hookspecs.
 hookimpl = pluggy.HookimplMarker("vaezoo")
 
-__all__ = ["__version__", "hookimpl"]
+_API = ("train", "resume_training", "evaluate", "export", "sample", "load")
+
+__all__ = ["__version__", "hookimpl", "registry", *_API]
+
+
+def __getattr__(name: str):
+    """Lazy public API: nothing heavy is imported until it is used."""
+    if name in _API:
+        return getattr(importlib.import_module(".api", __name__), name)
+    if name == "registry":
+        return importlib.import_module(".registry", __name__)
+    raise AttributeError(f"module 'vaezoo' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +18,7 @@ from .runs import atomic_write_bytes
 
 FORMAT_KEY = "vaezoo_format"
 FORMAT = "1"
+HASH_KEY = "content_hash"
 
 
 def _state_tensors(module: nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
@@ -49,9 +51,24 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, prefix: str, tensors: Ma
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+def content_hash(tensors: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over names, dtypes, shapes and bytes: detects corruption a readable file can still carry."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{list(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return f"sha256:{digest.hexdigest()}"
+
+
+def encode_metadata(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """Safetensors metadata is str -> str: strings stay as they are, anything else becomes JSON."""
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+
+
 def write(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]) -> None:
     """Write tensors with JSON-encoded metadata values, atomically."""
-    meta = {FORMAT_KEY: FORMAT, **{k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}}
+    meta = {FORMAT_KEY: FORMAT, **encode_metadata(metadata)}
     atomic_write_bytes(Path(path), save_tensors_to_bytes(dict(tensors), metadata=meta))
 
 
@@ -68,6 +85,8 @@ def read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         raise WeightsError(f"{path} is not a readable safetensors file ({str(exc).splitlines()[0]})") from None
     if metadata.get(FORMAT_KEY) != FORMAT:
         raise WeightsError(f"{path} is a safetensors file but not one written by vaezoo (no {FORMAT_KEY} metadata)")
+    if HASH_KEY in metadata and content_hash(tensors) != metadata[HASH_KEY]:
+        raise WeightsError(f"{path} is corrupt: its tensors do not match the {HASH_KEY} recorded when it was written")
     return tensors, metadata
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
 
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from .api import DEFAULT_EVAL_BATCH_SIZE, DEFAULT_IMPORTANCE_SAMPLES
 from .errors import UsageError, VaezooError
 from .registry import KINDS, get_registry
 
@@ -157,10 +157,10 @@ def train_command(
             raise UsageError(f"--resume continues a run with the settings in its config.json; {', '.join(refused)} "
                              "cannot be given with it (allowed: --epochs to extend, --device, --data-dir, "
                              "--checkpoint-every, --skip-nonfinite)")
-        from .resume import stored_run
+        from .api import resume_training
 
-        run = RunDir.existing(resume)
-        spec, hp, dataset_name, seed, max_steps = stored_run(run, registry, epochs)
+        path = resume_training(resume, epochs=epochs, data_dir=data_dir, device=device,
+                               checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite, console=err)
     else:
         if variant is None:
             raise UsageError("name a VARIANT to train (see `vaezoo list`), or continue a run with --resume RUN")
@@ -171,29 +171,93 @@ def train_command(
                 if name not in spec.schema:
                     raise UsageError(f"variant {spec.name} has no hyperparameter '{name}'")
                 texts.append(f"{name}={value}")
-        hp = spec.schema.resolve(texts=[*texts, *option])
-        dataset_name = dataset or spec.dataset
-        seed = 0 if seed is None else seed
-    dataset_entry = registry.get("dataset", dataset_name)
-    out_path = out_dir or Path("runs") / spec.name / datetime.now().strftime("%Y%m%d-%H%M%S")
+        from .api import train
 
-    from .devices import resolve_device
-    from .training import TrainSetup, train
-
-    torch_device = resolve_device(device)
-    data = dataset_entry.load()(data_dir)
-    if hp["batch_size"] > data.train.shape[0]:
-        raise UsageError(f"batch size {hp['batch_size']} is larger than the training set ({data.train.shape[0]} images)")
-    if resume is None:
-        run = RunDir.create(out_path, overwrite=overwrite)
-    err.print(f"training [bold]{spec.name}[/] on {data.name} ({data.train.shape[0]} images) on {torch_device}; "
-              f"run folder {run.path}", highlight=False)
-    setup = TrainSetup(spec, hp, data, torch_device, seed=seed, max_steps=max_steps)
-    records = train(setup, run, registry, err, resume_run=resume is not None,
-                    checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite)
-    last = records[-1]
-    out.print(f"done: test negative ELBO {last['test']['neg_elbo']:.2f} nats per image; run folder {run.path}",
+        path = train(spec.name, options=[*texts, *option], dataset=dataset, data_dir=data_dir, out=out_dir,
+                     overwrite=overwrite, seed=0 if seed is None else seed, max_steps=max_steps, device=device,
+                     checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite, console=err)
+    last = RunDir(path).read_metrics()[-1]
+    out.print(f"done: test negative ELBO {last['test']['neg_elbo']:.2f} nats per image; run folder {path}",
               highlight=False)
+
+
+SOURCE_HELP = "A run folder, an exported .safetensors file or folder, or a training checkpoint."
+
+
+@app.command("evaluate")
+def evaluate_command(
+    source: Path = typer.Argument(..., metavar="RUN_OR_FILE", help=SOURCE_HELP),
+    split: str = typer.Option("test", "--split", help="train or test."),
+    importance_samples: int = typer.Option(DEFAULT_IMPORTANCE_SAMPLES, "--importance-samples", "-k",
+                                           help="Importance samples per image for -log p(x)."),
+    batch_size: int = typer.Option(DEFAULT_EVAL_BATCH_SIZE, "--batch-size", help="Images per batch."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the sampled estimates."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Where to write the JSON (default eval.json beside SOURCE)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing eval.json."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where the dataset files are ($VAEZOO_DATA)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+) -> None:
+    """Measure a trained model on held-out images: -ELBO, its terms, -log p(x), active units, MSE."""
+    from .api import evaluate
+    from .evaluation import ACTIVE_UNIT_THRESHOLD
+
+    r = evaluate(source, split=split, importance_samples=importance_samples, batch_size=batch_size, seed=seed,
+                 data_dir=data_dir, device=device, out=out_file, overwrite=overwrite)
+    out.print(f"{r['variant']} on {r['dataset']} {r['split']}: {r['images']:,} images in {r['seconds']:.1f} s",
+              highlight=False)
+    table = Table("measure (per image)", "value")
+    table.add_row("negative ELBO (beta = 1), nats", f"{r['neg_elbo']:.2f}")
+    table.add_row("  reconstruction -log p(x|z)", f"{r['recon']:.2f}")
+    table.add_row("  KL(q(z|x) || p(z))", f"{r['kl']:.2f}")
+    table.add_row(f"-log p(x), {r['importance_samples']} importance samples", f"{r['nll']:.2f}")
+    table.add_row("reconstruction MSE per pixel", f"{r['mse']:.5f}")
+    dims = len(r["posterior_mean_variance"])
+    table.add_row(f"active units (Var[E q(z|x)] > {ACTIVE_UNIT_THRESHOLD:g})", f"{r['active_units']} / {dims}")
+    out.print(table)
+    per_dim = Table("dim", "KL", "Var[E q(z|x)]", title="Per latent dimension")
+    for d, variance in enumerate(r["posterior_mean_variance"]):
+        per_dim.add_row(str(d), f"{r['kl_per_dim'][d]:.3f}" if "kl_per_dim" in r else "-", f"{variance:.3f}")
+    out.print(per_dim)
+    out.print(f"wrote {r['saved_to']}", highlight=False)
+
+
+@app.command("export")
+def export_command(
+    source: Path = typer.Argument(..., metavar="RUN_OR_FILE", help=SOURCE_HELP),
+    out_path: Optional[Path] = typer.Option(None, "--out", help="A .safetensors file, or a folder for the "
+                                            "Hugging Face layout (default VARIANT-RUN.safetensors here)."),
+    fmt: str = typer.Option("safetensors", "--format", help="Only safetensors."),
+    part: str = typer.Option("model", "--part", help="model, encoder or decoder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files."),
+) -> None:
+    """Write one self-describing safetensors file (or config.json + model.safetensors) for shipping."""
+    from .api import export
+
+    written = export(source, out_path, part=part, fmt=fmt, overwrite=overwrite)
+    out.print(f"wrote {written}", highlight=False)
+
+
+@app.command("sample")
+def sample_command(
+    source: Path = typer.Argument(..., metavar="RUN_OR_FILE", help=SOURCE_HELP),
+    n: int = typer.Option(64, "--n", help="Images to draw (or test images to reconstruct)."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="PNG to write (default samples.png, "
+                                            "reconstructions.png or traversals.png)."),
+    reconstruct: bool = typer.Option(False, "--reconstruct", help="Test images and their reconstructions."),
+    traverse: bool = typer.Option(False, "--traverse", help="Each latent dimension swept around a test image's code."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the prior samples."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing picture."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where the dataset files are ($VAEZOO_DATA)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+) -> None:
+    """Draw a PNG grid: prior samples, reconstructions or latent traversals."""
+    if reconstruct and traverse:
+        raise UsageError("choose one of --reconstruct and --traverse")
+    from .api import sample
+
+    mode = "reconstruct" if reconstruct else "traverse" if traverse else "prior"
+    written = sample(source, out_file, mode=mode, n=n, seed=seed, data_dir=data_dir, device=device, overwrite=overwrite)
+    out.print(f"wrote {written}", highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:

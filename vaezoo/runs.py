@@ -43,6 +43,12 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
+def refuse_overwrite(path: Path, overwrite: bool) -> None:
+    """Never replace an earlier result unless asked to."""
+    if Path(path).exists() and not overwrite:
+        raise UsageError(f"{path} already exists; choose another --out or pass --overwrite")
+
+
 def flatten_metrics(record: Mapping[str, Any]) -> dict[str, Any]:
     """{"train": {"loss": 1}, "epoch": 1} -> {"train_loss": 1, "epoch": 1}; lists become _0, _1..."""
     flat: dict[str, Any] = {}

@@ -1,0 +1,69 @@
+"""Shipping a model: one safetensors file whose metadata is enough to rebuild it, or a
+Hugging-Face-style folder (config.json + model.safetensors) holding the same."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__, checkpoint
+from .errors import UsageError
+from .loading import PARTS, Artifact
+from .registry import Registry
+from .runs import CONFIG, MODEL, atomic_write_json, refuse_overwrite
+
+FORMATS = ("safetensors",)
+SUFFIX = ".safetensors"
+
+
+def export_metadata(artifact: Artifact, part: str, registry: Registry) -> dict[str, Any]:
+    """The metadata of an exported file; names the plugin so a machine without it can say what to install."""
+    entry = registry.get("variant", artifact.spec.name)
+    info = registry.plugins.get(entry.plugin)
+    meta = {
+        "variant": artifact.spec.name, "hparams": artifact.hp.to_dict(), "dataset": artifact.metadata["dataset"],
+        "input_shape": list(artifact.input_shape), "part": part, "plugin": entry.plugin,
+        "vaezoo_version": __version__, "torch_version": torch.__version__,
+    }
+    if info is not None and info.distribution:
+        meta["plugin_distribution"] = info.distribution
+    if info is not None and info.version:
+        meta["plugin_version"] = info.version
+    return meta
+
+
+def default_destination(artifact: Artifact, part: str) -> Path:
+    """VARIANT-RUNNAME[-PART].safetensors in the current folder."""
+    stem = artifact.path.resolve().stem
+    name = stem if artifact.spec.name in stem else f"{artifact.spec.name}-{stem}"
+    return Path(f"{name}{'' if part == 'model' else '-' + part}{SUFFIX}")
+
+
+def export(artifact: Artifact, registry: Registry, out: Path | None = None, *, part: str = "model",
+           fmt: str = "safetensors", overwrite: bool = False) -> Path:
+    """Write `part` of `artifact` to `out`: a .safetensors file, else a folder in Hugging Face layout."""
+    if fmt not in FORMATS:
+        raise UsageError(f"--format '{fmt}' is not supported; use {', '.join(FORMATS)}")
+    if part not in PARTS:
+        raise UsageError(f"--part '{part}' is not one of {', '.join(PARTS)}")
+    if artifact.part not in ("model", part):
+        raise UsageError(f"{artifact.weights} holds only the {artifact.part}; it cannot give the {part}")
+    out = Path(out) if out is not None else default_destination(artifact, part)
+    folder = out.suffix != SUFFIX
+    targets = [out / MODEL, out / CONFIG] if folder else [out]
+    for target in targets:
+        refuse_overwrite(target, overwrite)
+    if folder and out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder")
+    module = artifact.module if part == artifact.part else getattr(artifact.module, part)
+    tensors = checkpoint.model_tensors(module)
+    meta = {**export_metadata(artifact, part, registry), checkpoint.HASH_KEY: checkpoint.content_hash(tensors)}
+    if folder:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / CONFIG, {"model_type": "vaezoo", checkpoint.FORMAT_KEY: checkpoint.FORMAT, **meta})
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.write(targets[0], tensors, meta)
+    return targets[0]

@@ -1,0 +1,151 @@
+"""Rebuilding a model from a run folder or an exported file, using only the weights' metadata.
+
+A folder (a run, or a Hugging-Face-style export) is read through its model.safetensors; the
+metadata in that file names the variant, its hyperparameters and the input shape, and the
+registry builds the parts. A training checkpoint reads as the model at its epoch. Nothing is
+unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import checkpoint
+from .errors import UsageError, WeightsError
+from .hparams import HParams
+from .model import VAE, build_model
+from .registry import PLUGINS_ENV, Registry, get_registry
+from .runs import CHECKPOINTS, CONFIG, MODEL
+from .training import weights_metadata
+from .variant import VariantSpec
+
+#: What a weights file may hold: the whole model, or the encoder or decoder alone.
+PARTS = ("model", "encoder", "decoder")
+JSON_FIELDS = ("hparams", "input_shape")
+REQUIRED = ("variant", "dataset", *JSON_FIELDS)
+CHECKPOINT_MODEL = "model/"  # prefix of the model's tensors in a training checkpoint
+
+
+@dataclass
+class Artifact:
+    """A rebuilt model (or part) and what its file says about it."""
+
+    path: Path  # what the user named: a folder or a file
+    weights: Path  # the safetensors file read
+    metadata: dict[str, Any]  # decoded: hparams a dict, input_shape a list
+    spec: VariantSpec
+    hp: HParams
+    module: nn.Module  # the VAE, or the encoder / decoder of a part file
+
+    @property
+    def part(self) -> str:
+        return self.metadata["part"]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.metadata["input_shape"])  # type: ignore[return-value]
+
+    def vae(self) -> VAE:
+        """The whole model; a file holding one part is a clear error."""
+        if self.part != "model":
+            raise UsageError(f"{self.weights} holds only the {self.part}; this needs a whole model "
+                             "(export it without --part)")
+        return self.module  # type: ignore[return-value]
+
+    def beside(self, name: str) -> Path:
+        """Where results about this model go: inside its folder, or next to its file (x.NAME)."""
+        return self.path / name if self.path.is_dir() else self.path.with_name(f"{self.path.stem}.{name}")
+
+
+def weights_path(path: Path) -> Path:
+    """The safetensors file behind a run folder, an exported folder or a file."""
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(f"{path} does not exist")
+    if not path.is_dir():
+        return path
+    if (path / MODEL).is_file():
+        return path / MODEL
+    if (path / CONFIG).is_file() and (path / CHECKPOINTS).is_dir():
+        raise WeightsError(f"{path} is a run without {MODEL}: training has not finished "
+                           f"(pass one of its checkpoints in {path / CHECKPOINTS} instead)")
+    raise WeightsError(f"{path} is a folder but neither a run nor an exported model (no {MODEL})")
+
+
+def checkpoint_model(raw: dict[str, str], tensors: dict[str, torch.Tensor],
+                     source: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """The model inside a training checkpoint: its tensors, and the metadata its run config implies."""
+    try:
+        meta = weights_metadata(json.loads(raw["config"]))
+    except (ValueError, KeyError, TypeError):
+        raise WeightsError(f"{source} is a training checkpoint without a readable run config") from None
+    model = {k[len(CHECKPOINT_MODEL):]: v for k, v in tensors.items() if k.startswith(CHECKPOINT_MODEL)}
+    return checkpoint.encode_metadata(meta), model
+
+
+def decode_metadata(raw: dict[str, str], source: Path) -> dict[str, Any]:
+    """Check and decode the metadata a model file must carry; anything missing is a WeightsError."""
+    missing = [key for key in REQUIRED if key not in raw]
+    if missing:
+        raise WeightsError(f"{source} was written by vaezoo but its metadata lacks {', '.join(missing)}")
+    meta: dict[str, Any] = dict(raw)
+    for key in JSON_FIELDS:
+        try:
+            meta[key] = json.loads(raw[key])
+        except ValueError:
+            raise WeightsError(f"{source}: metadata '{key}' is not valid JSON") from None
+    shape = meta["input_shape"]
+    if not isinstance(meta["hparams"], dict) or not (
+            isinstance(shape, list) and len(shape) == 3 and all(isinstance(d, int) and d > 0 for d in shape)):
+        raise WeightsError(f"{source}: metadata 'hparams' must be an object and 'input_shape' three positive integers")
+    meta.setdefault("part", "model")
+    if meta["part"] not in PARTS:
+        raise WeightsError(f"{source}: metadata 'part' is '{meta['part']}', expected one of {', '.join(PARTS)}")
+    return meta
+
+
+def installed_variant(registry: Registry, meta: dict[str, Any], source: Path) -> VariantSpec:
+    """The variant the file names; when it is not installed, say which plugin provides it."""
+    name = meta["variant"]
+    if name in registry.names("variant"):
+        return registry.variant(name)
+    plugin = meta.get("plugin")
+    if plugin is None:
+        raise WeightsError(f"{source} needs variant '{name}', which no installed plugin provides; "
+                           "install the plugin that provides it (`vaezoo plugins` lists those installed)")
+    info = registry.plugins.get(plugin)
+    if info is not None and info.error:
+        raise WeightsError(f"{source} needs variant '{name}' from plugin '{plugin}', which failed to load: {info.error}")
+    package = meta.get("plugin_distribution") or plugin
+    version = meta.get("plugin_version")
+    selected = f" and allow it in {PLUGINS_ENV}" if os.environ.get(PLUGINS_ENV) is not None else ""
+    raise WeightsError(f"{source} needs variant '{name}' from plugin '{plugin}', which is not installed; "
+                       f"install it (pip install {package}{'==' + version if version else ''}){selected}")
+
+
+def open_artifact(path: Path, *, device: torch.device | str = "cpu", registry: Registry | None = None) -> Artifact:
+    """Read a weights file (or a folder holding one), rebuild its model from the registry, load the weights."""
+    registry = registry or get_registry()
+    source = weights_path(Path(path))
+    tensors, raw = checkpoint.read(source)
+    if "variant" not in raw and "optimizers" in raw:
+        raw, tensors = checkpoint_model(raw, tensors, source)
+    meta = decode_metadata(raw, source)
+    spec = installed_variant(registry, meta, source)
+    try:
+        hp = spec.schema.resolve(meta["hparams"])
+    except UsageError as exc:
+        raise WeightsError(f"{source}: its hyperparameters do not fit the installed variant '{spec.name}' ({exc})") from None
+    with torch.random.fork_rng(devices=[]):  # building initialises weights; leave the caller's RNG alone
+        model = build_model(spec, hp, tuple(meta["input_shape"]), registry)
+    module = model if meta["part"] == "model" else getattr(model, meta["part"])
+    checkpoint.load_module_state(module, tensors, "", source)
+    module.to(device).eval()
+    return Artifact(Path(path), source, meta, spec, hp, module)
