@@ -130,7 +130,7 @@ def train_command(
     variant: Optional[str] = typer.Argument(None, help="A registered variant name (see `vaezoo list`); not with --resume."),
     beta: Optional[str] = typer.Option(None, "--beta", help="Weight of the divergence term, for variants that have one."),
     epochs: Optional[str] = typer.Option(None, "--epochs", help="Passes over the training set (with --resume: extend the run)."),
-    batch_size: Optional[str] = typer.Option(None, "--batch-size", help="Images per step."),
+    batch_size: Optional[str] = typer.Option(None, "--batch-size", help="Images per step and process: under torchrun the global batch is this times the number of processes."),
     lr: Optional[str] = typer.Option(None, "--lr", help="Adam learning rate."),
     option: List[str] = typer.Option([], "-o", "--option", help="Any hyperparameter as key=value (see `vaezoo info`)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for initialisation, noise and data order (default 0)."),
@@ -143,6 +143,7 @@ def train_command(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its newest checkpoint, with its own settings."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Also checkpoint every N steps (default: at epoch ends only)."),
     skip_nonfinite: bool = typer.Option(False, "--skip-nonfinite", help="Skip a batch whose loss is NaN or infinite instead of stopping (a host sync per step on GPUs)."),
+    dist_timeout: float = typer.Option(300, "--dist-timeout", min=1, help="Under torchrun: seconds a process waits for the others before the job stops."),
 ) -> None:
     """Train a variant, or continue a run with --resume; writes a self-describing run folder."""
     registry = get_registry()
@@ -157,7 +158,7 @@ def train_command(
         if refused:
             raise UsageError(f"--resume continues a run with the settings in its config.json; {', '.join(refused)} "
                              "cannot be given with it (allowed: --epochs to extend, --device, --data-dir, "
-                             "--checkpoint-every, --skip-nonfinite)")
+                             "--checkpoint-every, --skip-nonfinite, --dist-timeout)")
         run = RunDir.existing(resume)
         spec, hp, dataset_name, seed, max_steps = stored_run(run, registry, epochs)
     else:
@@ -177,20 +178,28 @@ def train_command(
     out_path = out_dir or Path("runs") / spec.name / datetime.now().strftime("%Y%m%d-%H%M%S")
 
     from .devices import resolve_device
+    from .distributed import launch
     from .runs import RunDir
     from .training import TrainSetup, train
 
-    torch_device = resolve_device(device)
+    world, torch_device = launch(resolve_device(device), dist_timeout)  # torchrun: one process per device
     data = dataset_entry.load()(data_dir)
-    if hp["batch_size"] > data.train.shape[0]:
-        raise UsageError(f"batch size {hp['batch_size']} is larger than the training set ({data.train.shape[0]} images)")
-    if resume is None:
-        run = RunDir.create(out_path, overwrite=overwrite)
-    err.print(f"training [bold]{spec.name}[/] on {data.name} ({data.train.shape[0]} images) on {torch_device}; "
-              f"run folder {run.path}", highlight=False)
-    setup = TrainSetup(spec, hp, data, torch_device, seed=seed, max_steps=max_steps)
-    records = train(setup, run, registry, err, resume_run=resume is not None,
-                    checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite)
+    if hp["batch_size"] * world.size > data.train.shape[0]:
+        each = f" x {world.size} processes" if world.launched else ""
+        raise UsageError(f"batch size {hp['batch_size']}{each} is larger than the training set "
+                         f"({data.train.shape[0]} images)")
+    if resume is None:  # distributed: only rank 0 writes the run folder
+        run = RunDir.create(out_path, overwrite=overwrite) if world.is_main else RunDir(out_path)
+    console = err if world.is_main else Console(stderr=True, quiet=True)
+    processes = f" x {world.size} processes ({world.backend})" if world.launched else ""
+    console.print(f"training [bold]{spec.name}[/] on {data.name} ({data.train.shape[0]} images) on {torch_device}"
+                  f"{processes}; run folder {run.path}", highlight=False)
+    setup = TrainSetup(spec, hp, data, torch_device, seed=seed, max_steps=max_steps, world=world)
+    with world.joined():
+        records = train(setup, run, registry, console, resume_run=resume is not None,
+                        checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite)
+    if not world.is_main:
+        return
     last = records[-1]
     out.print(f"done: test negative ELBO {last['test']['neg_elbo']:.2f} nats per image; run folder {run.path}",
               highlight=False)
