@@ -11,6 +11,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     except VaezooError as exc:
         if os.environ.get(DEBUG_ENV) == "1":
             raise
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         if os.environ.get(DEBUG_ENV) == "1":

@@ -11,6 +11,7 @@ See docs/distributed.md.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -90,11 +91,12 @@ class World:
         try:
             dist.init_process_group(self.backend, timeout=timedelta(seconds=self.timeout_s))
             yield
-        except dist.DistError as exc:
+        except RuntimeError as exc:
+            if not _lost_peer(exc):
+                raise
             raise DistributedError(
                 f"process {self.rank} of {self.size} lost the others: one of them stopped (see its own message) "
-                f"or did not answer for {self.timeout_s:g} s (--dist-timeout); "
-                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+                f"or did not answer for {self.timeout_s:g} s (--dist-timeout); {_first_line(exc)}") from None
         finally:
             if dist.is_initialized():
                 dist.destroy_process_group()
@@ -135,6 +137,17 @@ class World:
         value = torch.tensor(int(flag), device=device)
         dist.all_reduce(value, op=dist.ReduceOp.MAX)
         return bool(value.item())
+
+
+def _lost_peer(exc: RuntimeError) -> bool:
+    """A failed or timed-out collective: DDP's gradient all-reduce reports gloo's as a plain RuntimeError."""
+    return isinstance(exc, dist.DistError) or any(word in str(exc) for word in ("gloo", "NCCL", "ProcessGroup"))
+
+
+def _first_line(exc: Exception) -> str:
+    """The backend's own words, without the source-file tag gloo puts in front."""
+    lines = str(exc).strip().splitlines()
+    return re.sub(r"^\[[^\]]*\]\s*", "", lines[0]) if lines else type(exc).__name__
 
 
 def _env_int(env: Mapping[str, str], name: str) -> int:

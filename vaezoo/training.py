@@ -10,7 +10,7 @@ import platform
 import signal
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -278,9 +278,11 @@ class _Loop:
     def save(self) -> Path:
         """Checkpoint the current state; never one that saw a non-finite loss."""
         self.check_finite()
+        # Distributed: the processes' running sums, averaged, so every resumed process starts from them.
+        sums = {key: total / self.world.size for key, total in self.world.total(self.state.sums).items()}
         if self.world.is_main:
-            self.last = resume.save(self.run_dir, self.state, self.model, self.objective, self.optimizers,
-                                    self.config, self.setup.device)
+            self.last = resume.save(self.run_dir, replace(self.state, sums=sums), self.model, self.objective,
+                                    self.optimizers, self.config, self.setup.device)
         else:
             self.last = resume.checkpoint_path(self.run_dir, self.state)  # the one rank 0 writes
         return self.last
