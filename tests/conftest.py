@@ -64,3 +64,43 @@ def synthetic():
     from vaezoo_plugins.datasets.synthetic import load_synthetic
 
     return load_synthetic()
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` with its bytes: compare two to show that nothing changed."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def refused(cli):
+    """Run the CLI expecting a refusal: non-zero exit, one error line naming `words`, no traceback,
+    and (given `untouched`) no file under that folder changed."""
+
+    def run(*args: str, words: tuple[str, ...], untouched: Path | None = None, code: int | None = None) -> Result:
+        before = snapshot(untouched) if untouched is not None else None
+        result = cli(*args)
+        assert result.code != 0 and (code is None or result.code == code), (result.code, result.err)
+        assert "Traceback" not in result.err + result.out
+        errors = [line for line in result.err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, result.err
+        for word in words:
+            assert word in errors[0], (word, errors[0])
+        if untouched is not None:
+            assert snapshot(untouched) == before
+        return result
+
+    return run
+
+
+SMALL_RUN = ("conv-fashion", "--dataset", "synthetic", "--batch-size", "512", "--epochs", "2", "--device", "cpu")
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory) -> Path:
+    """A finished two-epoch synthetic run (2 steps per epoch); copy it before changing it."""
+    path = tmp_path_factory.mktemp("small") / "run"
+    try:
+        main(["train", *SMALL_RUN, "--out", str(path)])
+    except SystemExit as exc:
+        assert not exc.code, f"training the small run failed ({exc.code})"
+    return path

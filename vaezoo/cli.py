@@ -147,11 +147,10 @@ def train_command(
     dist_timeout: float = typer.Option(300, "--dist-timeout", min=1, help="Under torchrun: seconds a process waits for the others before the job stops."),
 ) -> None:
     """Train a variant, or continue a run with --resume; writes a self-describing run folder."""
+    from .runs import RunDir
+
     registry = get_registry()
     if resume is not None:
-        from .resume import stored_run
-        from .runs import RunDir
-
         given = {"VARIANT": variant, "--beta": beta, "--batch-size": batch_size, "--lr": lr, "-o": option or None,
                  "--seed": seed, "--out": out_dir, "--overwrite": overwrite or None, "--dataset": dataset,
                  "--max-steps": max_steps}
@@ -160,6 +159,8 @@ def train_command(
             raise UsageError(f"--resume continues a run with the settings in its config.json; {', '.join(refused)} "
                              "cannot be given with it (allowed: --epochs to extend, --device, --data-dir, "
                              "--checkpoint-every, --skip-nonfinite, --dist-timeout)")
+        from .resume import stored_run
+
         run = RunDir.existing(resume)
         spec, hp, dataset_name, seed, max_steps = stored_run(run, registry, epochs)
     else:
@@ -180,7 +181,6 @@ def train_command(
 
     from .devices import resolve_device
     from .distributed import launch
-    from .runs import RunDir
     from .training import TrainSetup, train
 
     world, torch_device = launch(resolve_device(device), dist_timeout)  # torchrun: one process per device

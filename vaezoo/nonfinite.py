@@ -19,13 +19,16 @@ _DERIVED = ("neg_elbo", "loss")  # sums of other terms: named last, after the te
 
 
 def _values(terms: Mapping[str, Tensor]) -> Tensor:
-    return torch.stack([value.detach().float().sum() for value in terms.values()])
+    """One value per term (vectors summed: a NaN or inf survives the sum)."""
+    return torch.stack([value.detach().float() if value.dim() == 0 else value.detach().float().sum()
+                        for value in terms.values()])
 
 
 def describe(values: Mapping[str, float]) -> str:
     """'recon=nan, loss=nan': the non-finite terms, the ones that cause others first."""
-    bad = [(name in _DERIVED, name, value) for name, value in values.items() if not math.isfinite(value)]
-    return ", ".join(f"{name}={value}" for _, name, value in sorted(bad, key=lambda b: b[0]))
+    bad = [name for name, value in values.items() if not math.isfinite(value)]
+    bad.sort(key=lambda name: _DERIVED.index(name) + 1 if name in _DERIVED else 0)
+    return ", ".join(f"{name}={values[name]}" for name in bad)
 
 
 def nonfinite_now(terms: Mapping[str, Tensor]) -> dict[str, float] | None:

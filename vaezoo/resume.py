@@ -20,7 +20,7 @@ from . import checkpoint, rng
 from .errors import UsageError, WeightsError
 from .hparams import HParams
 from .registry import Registry
-from .runs import METRICS_JSONL, RunDir
+from .runs import CONFIG, METRICS_JSONL, RunDir
 from .variant import VariantSpec
 
 EPOCH_FILE = re.compile(r"epoch-(\d+)\.safetensors")  # written at each epoch end, all kept
@@ -75,7 +75,7 @@ class StoredRun(NamedTuple):
 def stored_run(run: RunDir, registry: Registry, epochs: str | None = None) -> StoredRun:
     """Read and check config.json; `epochs` (the --epochs text) may extend the run."""
     config = run.read_config()
-    source = run.path / "config.json"
+    source = run.path / CONFIG
     spec = registry.variant(str(config["variant"]))
     overrides = {}
     if epochs is not None:
@@ -126,15 +126,16 @@ def restore(run: RunDir, config: dict[str, Any], model: nn.Module, objective: nn
     then drops the metrics of an epoch being redone and half-written files.
     """
     stored = run.read_config()
-    _check_same_run(config, stored, f"the data and settings given now do not match {run.path / 'config.json'}")
+    _check_same_run(config, "now", stored, "in config.json",
+                    f"the data and settings given now do not match {run.path / CONFIG}")
     config = {**stored, "hparams": config["hparams"]}
     found = newest_checkpoint(run)
     if found is None:
         state, path = TrainState.start(config["seed"]), None
     else:
         path, tensors, meta = found
-        _check_same_run(config, meta["config"], f"{path} belongs to a different run than "
-                                                f"{run.path / 'config.json'} (was config.json edited?)")
+        _check_same_run(config, "in config.json", meta["config"], "in the checkpoint",
+                        f"{path} belongs to a different run than {run.path / CONFIG} (was it edited?)")
         state = _load(path, tensors, meta, model, objective, optimizers, device)
     epochs = config["hparams"][EXTENDABLE]
     if epochs < state.epoch:
@@ -155,6 +156,8 @@ def newest_checkpoint(run: RunDir) -> tuple[Path, dict[str, Tensor], dict[str, A
         path = max(numbered)[1]
         tensors, raw = checkpoint.read(path)
         meta = {key: _decode(raw, key, path) for key in ("epoch", "step", "batch", "skipped", "config", "optimizers", "rng")}
+        if not all(type(meta[key]) is int for key in ("epoch", "step", "batch", "skipped")):
+            raise WeightsError(f"{path} is damaged: its epoch, step, batch or skipped count is not a whole number")
         rank = (meta["step"], meta["epoch"])
         if newest is None or rank > newest[0]:
             newest = (rank, path, tensors, meta)
@@ -177,9 +180,9 @@ def _result(config: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def _check_same_run(config: Mapping[str, Any], other: Mapping[str, Any], problem: str) -> None:
+def _check_same_run(config: Mapping[str, Any], label: str, other: Any, other_label: str, problem: str) -> None:
     mine, theirs = _result(config), _result(other if isinstance(other, Mapping) else {})
-    differences = [f"{key} is {theirs.get(key)!r} there but {mine.get(key)!r} here"
+    differences = [f"{key} is {theirs.get(key)!r} {other_label} but {mine.get(key)!r} {label}"
                    for key in sorted(set(mine) | set(theirs)) if mine.get(key) != theirs.get(key)]
     if differences:
         raise WeightsError(f"{problem}: {'; '.join(differences[:3])}")

@@ -10,7 +10,8 @@ import csv
 import io
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,17 +70,16 @@ class RunDir:
 
     @classmethod
     def create(cls, path: Path, *, overwrite: bool = False) -> RunDir:
-        """A fresh run folder; an existing run there is an error unless `overwrite`."""
+        """A fresh run folder; files there are an error unless `overwrite` (empty folders left by a start that
+        failed its checks are not)."""
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise UsageError(f"--out {path} exists and is not a folder")
-        if path.is_dir() and any(path.iterdir()) and not overwrite:
+        if path.is_dir() and not overwrite and any(p.is_file() for p in path.rglob("*")):
             raise UsageError(f"--out {path} already holds files (an earlier run?); choose another --out, "
                              f"continue it with --resume {path}, or replace it with --overwrite")
         path.mkdir(parents=True, exist_ok=True)
-        run = cls(path)
-        run.checkpoints.mkdir(exist_ok=True)
-        return run
+        return cls(path)
 
     @classmethod
     def existing(cls, path: Path) -> RunDir:
@@ -88,6 +88,29 @@ class RunDir:
         if not path.is_dir():
             raise UsageError(f"--resume {path}: no such run folder")
         return cls(path)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder for this process: a second process training into it is refused.
+
+        The lock is on the folder itself (no lock file to leave behind); the operating system
+        releases it when the process ends, even by SIGKILL.
+        """
+        try:
+            import fcntl
+        except ImportError:  # no advisory locks on Windows: train unguarded
+            yield
+            return
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise UsageError(f"{self.path} is in use by another vaezoo process; wait for it to end "
+                                 f"or stop it first") from None
+            yield
+        finally:
+            os.close(fd)
 
     def clear(self) -> None:
         """Delete what an earlier run wrote here (for --overwrite, once the new run's inputs are valid).

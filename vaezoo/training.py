@@ -10,6 +10,7 @@ import platform
 import signal
 import time
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -116,9 +117,21 @@ def train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console |
 
     Writes metrics and a checkpoint per epoch (and every `checkpoint_every` steps), then the model
     and pictures. Returns every epoch's metrics record. A fresh run clears what an earlier run left
-    in the folder only after the model and optimizers are built.
+    in the folder only after the model and optimizers are built. Ctrl-C or SIGTERM, from here on,
+    stops at the next step boundary after a checkpoint. Another process training into `run` is refused.
     """
-    console = console or Console(stderr=True)
+    with run.lock() if setup.world.is_main else nullcontext(), StopRequests() as stop:  # rank 0 writes
+        try:
+            return _train(setup, run, registry, console or Console(stderr=True), stop,
+                          resume_run, checkpoint_every, skip_nonfinite)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(
+                f"stopped at once by a second interrupt; every checkpoint written is complete. "
+                f"Continue with: vaezoo train --resume {run.path}", signal.SIGINT) from None
+
+
+def _train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console, stop: StopRequests,
+           resume_run: bool, checkpoint_every: int | None, skip_nonfinite: bool) -> list[dict[str, Any]]:
     hp, device = setup.hp, setup.device
     rng.seed_all(setup.seed)
     model = build_model(setup.spec, hp, setup.data.input_shape, registry)
@@ -142,14 +155,7 @@ def train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console |
         run.checkpoints.mkdir(exist_ok=True)
     loop = _Loop(setup, run, model, objective, optimizers, config, state, records, console, last,
                  checkpoint_every, skip_nonfinite)
-    with StopRequests() as stop:
-        try:
-            loop.run(stop)
-        except KeyboardInterrupt:
-            raise TrainingInterrupted(
-                f"stopped at once by a second interrupt; the last complete checkpoint is {loop.last}. "
-                f"Continue with: vaezoo train --resume {run.path}", signal.SIGINT) from None
-
+    loop.run(stop)
     if not writes:
         return records
     checkpoint.write(run.path / MODEL, checkpoint.model_tensors(model), weights_metadata(config))
@@ -267,7 +273,7 @@ class _Loop:
         if self.world.any(first is not None):  # distributed: every process stops at the same check
             where = f"at {self.where(first[0])}: {describe(first[1])}" if first else "on another process"
             raise NonFiniteLossError(
-                f"non-finite loss {where}; training stopped. {self.kept()}. "
+                f"non-finite loss {where}; training stopped, {self.kept()}. "
                 f"Lower --lr, or pass --skip-nonfinite to skip such batches, then continue with "
                 f"vaezoo train --resume {self.run_dir.path}")
 
@@ -314,6 +320,7 @@ class _Loop:
         )
 
     def interrupt(self, stop: StopRequests, path: Path | None) -> None:
+        by = stop.name if stop.requested else "a signal to another process"
         raise TrainingInterrupted(
-            f"interrupted by {stop.name if stop.requested else 'a signal to another process'} at step {self.state.step}; checkpoint {path} holds everything so far. "
+            f"interrupted by {by} at step {self.state.step}; checkpoint {path} holds everything so far. "
             f"Continue with: vaezoo train --resume {self.run_dir.path}", stop.signal_number or signal.SIGINT)
