@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import Result
+from .conftest import Result
 from vaezoo.data import shuffled_batches
 from vaezoo.distributed import World, launch, step_seed
 from vaezoo.errors import UsageError
@@ -234,7 +234,7 @@ def test_a_stuck_process_ends_the_job_which_then_resumes_exactly(tmp_path, two_p
     assert "process 0 of 2 lost the others" in message and "did not answer for 10 s" in message
 
     single = cli("train", "--resume", str(run), "--device", "cpu")
-    assert single.code == 1 and "world_size is 2 there but 1 here" in single.err
+    assert single.code == 1 and "world_size is 2 in config.json but 1 now" in single.err
 
     resumed = run_torchrun(tmp_path, "train", "--resume", str(run), "--device", "cpu")
     assert resumed.code == 0, resumed.err

@@ -14,7 +14,7 @@ from vaezoo.nonfinite import Watch, describe
 from vaezoo.variant import VariantSpec
 from vaezoo_plugins.conv_fashion.objective import BetaELBO
 
-from conftest import snapshot
+from .conftest import snapshot
 
 BAD_STEP = 2  # the objective sees steps from 0: the 3rd batch, "step 3" to the user
 

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from vaezoo import rng
 from vaezoo.stopping import StopRequests
 
-from conftest import SMALL_RUN
+from .conftest import SMALL_RUN
 
 TIMING = ("images_per_s", "seconds")  # wall-clock fields: the only ones allowed to differ
 

@@ -91,15 +91,14 @@ class World:
         try:
             dist.init_process_group(self.backend, timeout=timedelta(seconds=self.timeout_s))
             yield
+            dist.barrier()  # leave together: tearing down while another process still works can abort it
         except RuntimeError as exc:
             if not _lost_peer(exc):
                 raise
             raise DistributedError(
                 f"process {self.rank} of {self.size} lost the others: one of them stopped (see its own message) "
                 f"or did not answer for {self.timeout_s:g} s (--dist-timeout); {_first_line(exc)}") from None
-        finally:
-            if dist.is_initialized():
-                dist.destroy_process_group()
+        dist.destroy_process_group()  # after a clean finish only: on an error the process ends anyway
 
     def wrap(self, model: nn.Module, objective: nn.Module) -> nn.Module:
         """The module the loop calls as forward(x, step) -> Terms: DDP around model and objective under torchrun."""
