@@ -88,17 +88,21 @@ class World:
             return
         if self.cuda_index is not None:
             torch.cuda.set_device(self.cuda_index)
+        lost = False
         try:
             dist.init_process_group(self.backend, timeout=timedelta(seconds=self.timeout_s))
             yield
             dist.barrier()  # leave together: tearing down while another process still works can abort it
         except RuntimeError as exc:
-            if not _lost_peer(exc):
+            lost = _lost_peer(exc)
+            if not lost:
                 raise
             raise DistributedError(
                 f"process {self.rank} of {self.size} lost the others: one of them stopped (see its own message) "
                 f"or did not answer for {self.timeout_s:g} s (--dist-timeout); {_first_line(exc)}") from None
-        dist.destroy_process_group()  # after a clean finish only: on an error the process ends anyway
+        finally:
+            if not lost and dist.is_initialized():  # a broken group may hang in teardown; the process ends anyway
+                dist.destroy_process_group()
 
     def wrap(self, model: nn.Module, objective: nn.Module) -> nn.Module:
         """The module the loop calls as forward(x, step) -> Terms: DDP around model and objective under torchrun."""
