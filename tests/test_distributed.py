@@ -48,14 +48,18 @@ def _rank_of(pid: int) -> str | None:
 
 
 @contextmanager
-def torchrun(tmp_path: Path, *args: str) -> Iterator[subprocess.Popen]:
-    """`torchrun --standalone --nproc_per_node 2 -m vaezoo ARGS`; its workers (own sessions) are killed on the way out."""
+def torchrun(tmp_path: Path, *args: str, module: bool = True) -> Iterator[subprocess.Popen]:
+    """`torchrun --standalone --nproc_per_node 2 -m vaezoo ARGS` (or a script: ARGS, `module` false).
+
+    Its workers run in sessions of their own: any still alive are killed on the way out.
+    """
     logs = tmp_path / f"torchrun-{time.monotonic_ns()}"
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("VAEZOO_DEBUG", None)
     with open(f"{logs}.out", "w") as out, open(f"{logs}.err", "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                                 "-m", "vaezoo", *args], stdout=out, stderr=err, text=True, env=env)
+                                 *(("-m", "vaezoo") if module else ()), *args], stdout=out, stderr=err, text=True,
+                                env=env)
         proc.logs = logs  # type: ignore[attr-defined]
         try:
             yield proc
@@ -209,6 +213,23 @@ def test_one_step_equals_a_single_process_step_on_the_union(tmp_path, monkeypatc
     test = elbo_sums(model, data.test)  # the analytic KL needs no noise: every test image, exactly once
     assert record["test"]["kl"] == pytest.approx(test["kl"].item() / len(data.test), rel=1e-5)
     assert record["test"]["kl_per_dim"] == pytest.approx((test["kl_per_dim"] / len(data.test)).tolist(), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_ddp_averages_the_gradients_of_an_objective_with_its_own_discriminator(tmp_path):
+    """Submodules called directly and two backward passes ("loss", then "aux_loss"), as in FactorVAE."""
+    script = Path(__file__).with_name("distributed_aux_step.py")
+    with torchrun(tmp_path, str(script), str(tmp_path), module=False) as proc:
+        code = proc.wait(300)
+    assert code == 0, Path(f"{proc.logs}.err").read_text()
+    own = [load_file(tmp_path / f"own-{rank}.safetensors") for rank in range(2)]
+    ddp = [load_file(tmp_path / f"ddp-{rank}.safetensors") for rank in range(2)]
+    assert any(name.startswith("objective.discriminator.") for name in own[0])
+    for name in own[0]:
+        assert not torch.allclose(own[0][name], own[1][name]), name  # the ranks' batches differ
+        expected = (own[0][name] + own[1][name]) / 2
+        for rank in range(2):
+            torch.testing.assert_close(ddp[rank][name], expected, rtol=1e-5, atol=1e-6, msg=name)
 
 
 @pytest.mark.slow
