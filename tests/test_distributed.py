@@ -123,13 +123,17 @@ def test_each_process_and_step_draws_from_its_own_seed():
     assert len(seeds) == 200 and step_seed(7, 1, 3) == step_seed(7, 1, 3) != step_seed(8, 1, 3)
 
 
-def test_global_batch_larger_than_the_data_is_one_line(cli, tmp_path, monkeypatch):
+@pytest.mark.parametrize("args, message", [
+    (["--batch-size", "600", "--out", "r"], "batch size 600 x 2 processes is larger than the training set (1024 images)"),
+    ([], "under torchrun name the run folder with --out: every process must agree on it"),
+])
+def test_bad_torchrun_options_are_one_line_errors(cli, tmp_path, monkeypatch, args, message):
     for name, value in TORCHRUN_ENV.items():
         monkeypatch.setenv(name, value)
-    result = cli(*TRAIN[:-6], "--batch-size", "600", "--out", str(tmp_path / "r"))
-    assert result.code == 2 and result.err.strip().count("\n") == 0
-    assert "batch size 600 x 2 processes is larger than the training set (1024 images)" in result.err
-    assert not (tmp_path / "r").exists()
+    monkeypatch.chdir(tmp_path)
+    result = cli(*TRAIN[:-6], *args)
+    assert result.code == 2 and result.err.strip().count("\n") == 0 and message in result.err
+    assert not list(tmp_path.iterdir())
 
 
 # ---- torchrun, 2 processes, gloo on the CPU ---------------------------------------------------

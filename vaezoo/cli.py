@@ -184,6 +184,8 @@ def train_command(
     from .training import TrainSetup, train
 
     world, torch_device = launch(resolve_device(device), dist_timeout)  # torchrun: one process per device
+    if world.launched and resume is None and out_dir is None:
+        raise UsageError("under torchrun name the run folder with --out: every process must agree on it")
     data = dataset_entry.load()(data_dir)
     if hp["batch_size"] * world.size > data.train.shape[0]:
         each = f" x {world.size} processes" if world.launched else ""
