@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import rng
 from .errors import DistributedError, UsageError
+from .parts import Terms
 
 ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")  # what torchrun sets for every process it starts
 DEFAULT_TIMEOUT_S = 300
@@ -43,7 +44,7 @@ class TrainingStep(nn.Module):
         self.model = model
         self.objective = objective
 
-    def forward(self, x: Tensor, step: int):
+    def forward(self, x: Tensor, step: int) -> Terms:
         return self.objective(self.model, x, step)
 
 
