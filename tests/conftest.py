@@ -104,3 +104,30 @@ def small_run(tmp_path_factory) -> Path:
     except SystemExit as exc:
         assert not exc.code, f"training the small run failed ({exc.code})"
     return path
+
+
+@pytest.fixture
+def build_variant():
+    """build_variant("iwae", k=3) -> (model, objective) on 1x32x32 inputs, from the real registry."""
+    from vaezoo.model import build_model, build_objective
+    from vaezoo.registry import get_registry
+
+    def build(name: str, dataset_size: int = 1024, **overrides):
+        registry = get_registry()
+        spec = registry.variant(name)
+        hp = spec.schema.resolve(overrides)
+        model = build_model(spec, hp, (1, 32, 32), registry)
+        return model, build_objective(spec, hp, model, registry, dataset_size=dataset_size)
+
+    return build
+
+
+@pytest.fixture
+def one_thread():
+    """Many tiny steps: extra threads only add synchronisation (2 s becomes 70 s on a busy 2-core box)."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)

@@ -19,13 +19,19 @@ CONV_PARTS = {
     "divergence": "gaussian-kl",
 }
 
+#: The reference model's training defaults, for variants trained the same way.
+CONV_TRAINING = training_params(lr=1e-4, batch_size=64, epochs=10, latent_dim=10)
 
-def beta_elbo_params(*, beta: float = 1.0) -> tuple[Param, ...]:
-    """Hyperparameters of the beta-ELBO objective with the L2 penalty, for variants that use it."""
-    return (
-        Param("beta", "float", beta, "weight of the KL term (1 = the ELBO)", low=0.0),
-        Param("lambda", "float", 0.01, "weight of the sum of squared parameters added to the loss", low=0.0),
-    )
+
+def beta_elbo_params(*, beta: float | None = 1.0) -> tuple[Param, ...]:
+    """Hyperparameters of the beta-ELBO objective with the L2 penalty, for variants that use it.
+
+    beta=None leaves beta out, for objectives that weight the KL themselves (BetaELBO's kl_weight).
+    """
+    l2 = Param("lambda", "float", 0.01, "weight of the sum of squared parameters added to the loss", low=0.0)
+    if beta is None:
+        return (l2,)
+    return (Param("beta", "float", beta, "weight of the KL term (1 = the ELBO)", low=0.0), l2)
 
 
 @hookimpl
@@ -70,7 +76,7 @@ def register_variants(register):
         description="Convolutional FashionMNIST VAE with a beta-weighted KL (the reference model)",
         parts=CONV_PARTS,
         objective="beta-elbo",
-        params=(*training_params(lr=1e-4, batch_size=64, epochs=10, latent_dim=10), *beta_elbo_params()),
+        params=(*CONV_TRAINING, *beta_elbo_params()),
         dataset="fashion-mnist",
         paper="Kingma & Welling 2014, arXiv 1312.6114; beta: Higgins et al. 2017",
     ))

@@ -33,11 +33,13 @@ class StandardNormalPrior(Prior):
 class AnalyticGaussianKL(nn.Module):
     """KL(q || p) in closed form per latent dimension; needs a prior that is one diagonal Gaussian."""
 
+    part = "gaussian-kl"  # the registered name, for the error message
+
     def __init__(self, ctx: BuildContext):
         super().__init__()
         prior = ctx.built["prior"]
         if not isinstance(prior, Prior) or prior.gaussian() is None:
-            raise UsageError("the gaussian-kl divergence needs a Gaussian prior; use a Monte Carlo divergence")
+            raise UsageError(f"the {self.part} divergence needs a Gaussian prior; use monte-carlo-kl")
 
     def forward(self, q: DiagonalGaussian, z: Tensor, prior: Prior) -> Tensor:
         return q.kl_per_dim(prior.gaussian())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from vaezoo.model import Pass
 from vaezoo.parts import BuildContext, Objective, Terms
 
 
@@ -14,15 +15,22 @@ def squared_norm(model: nn.Module) -> Tensor:
 
 
 class BetaELBO(Objective):
-    """loss = E[-log p(x|z)] + beta * D(q || p) + lambda * sum(theta^2), each per image."""
+    """loss = E[-log p(x|z)] + beta * D(q || p) + lambda * sum(theta^2), each per image.
 
-    def __init__(self, ctx: BuildContext):
+    Variants that add batch-level terms subclass it, pass their own `kl_weight` and extend
+    `terms`, so the ELBO bookkeeping and the L2 penalty live only here.
+    """
+
+    def __init__(self, ctx: BuildContext, kl_weight: float | None = None):
         super().__init__()
-        self.beta = float(ctx.hp["beta"])
+        self.beta = float(ctx.hp["beta"]) if kl_weight is None else float(kl_weight)
         self.l2 = float(ctx.hp["lambda"])
 
     def forward(self, model: nn.Module, x: Tensor, step: int) -> Terms:
-        out = model(x)
+        return self.terms(model, model(x), step)
+
+    def terms(self, model: nn.Module, out: Pass, step: int) -> Terms:
+        """The loss terms of one pass `out` of `model` over the batch at global `step`."""
         recon = out.recon.mean()
         kl = out.kl.mean()
         loss = recon + self.beta * kl

@@ -1,0 +1,32 @@
+"""The capacity-annealed objective of Burgess et al.: the KL is held near a target that grows."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vaezoo.model import Pass
+from vaezoo.parts import BuildContext, Terms
+from vaezoo_plugins.conv_fashion.objective import BetaELBO
+
+
+def capacity(step: int, capacity_max: float, capacity_steps: int) -> float:
+    """C(step): 0 at step 0, rising linearly to `capacity_max` at `capacity_steps`, then held."""
+    return capacity_max * min(step, capacity_steps) / capacity_steps
+
+
+class CapacityELBO(BetaELBO):
+    """loss = E[-log p(x|z)] + gamma * |KL - C(step)| (no plain KL term, as in the paper)."""
+
+    def __init__(self, ctx: BuildContext):
+        super().__init__(ctx, kl_weight=0.0)
+        self.gamma = float(ctx.hp["gamma"])
+        self.capacity_max = float(ctx.hp["capacity_max"])
+        self.capacity_steps = int(ctx.hp["capacity_steps"])
+
+    def terms(self, model: nn.Module, out: Pass, step: int) -> Terms:
+        terms = super().terms(model, out, step)
+        target = capacity(step, self.capacity_max, self.capacity_steps)
+        terms["loss"] = terms["loss"] + self.gamma * (terms["kl"] - target).abs()
+        terms["capacity"] = torch.tensor(target, device=terms["kl"].device)
+        return terms
