@@ -41,8 +41,10 @@ def load(path: str | Path, *, device: str = "cpu") -> nn.Module:
 def train(variant: str, *, hparams: Mapping[str, Any] | None = None, options: Iterable[str] = (),
           dataset: str | None = None, data_dir: str | Path | None = None, out: str | Path | None = None,
           overwrite: bool = False, seed: int = 0, max_steps: int | None = None, device: str = "auto",
-          checkpoint_every: int | None = None, skip_nonfinite: bool = False, console: Console | None = None) -> Path:
-    """Train `variant` into a new run folder and return its path.
+          checkpoint_every: int | None = None, skip_nonfinite: bool = False, dist_timeout: float | None = None,
+          console: Console | None = None) -> Path | None:
+    """Train `variant` into a new run folder and return its path (None on processes other than rank 0
+    under torchrun).
 
     `hparams` are typed values, `options` "key=value" texts (as `-o` on the command line).
     """
@@ -50,21 +52,23 @@ def train(variant: str, *, hparams: Mapping[str, Any] | None = None, options: It
     hp = spec.schema.resolve(hparams, texts=options)
     dataset_name = dataset or spec.dataset
     out_path = Path(out) if out is not None else Path("runs") / spec.name / datetime.now().strftime("%Y%m%d-%H%M%S")
-    return _train(spec, hp, dataset_name, seed, max_steps, lambda: RunDir.create(out_path, overwrite=overwrite),
+    return _train(spec, hp, dataset_name, seed, max_steps,
+                  lambda main: RunDir.create(out_path, overwrite=overwrite) if main else RunDir(out_path),
                   data_dir=data_dir, device=device, checkpoint_every=checkpoint_every,
-                  skip_nonfinite=skip_nonfinite, console=console)
+                  skip_nonfinite=skip_nonfinite, dist_timeout=dist_timeout, console=console, out_named=out is not None)
 
 
 def resume_training(run: str | Path, *, epochs: int | str | None = None, data_dir: str | Path | None = None,
                     device: str = "auto", checkpoint_every: int | None = None, skip_nonfinite: bool = False,
-                    console: Console | None = None) -> Path:
+                    dist_timeout: float | None = None, console: Console | None = None) -> Path | None:
     """Continue a run from its newest checkpoint with the settings in its config.json; `epochs` may extend it."""
     from .resume import stored_run
 
     folder = RunDir.existing(Path(run))
     spec, hp, dataset_name, seed, max_steps = stored_run(folder, get_registry(), None if epochs is None else str(epochs))
-    return _train(spec, hp, dataset_name, seed, max_steps, lambda: folder, data_dir=data_dir, device=device,
-                  checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite, console=console, resumed=True)
+    return _train(spec, hp, dataset_name, seed, max_steps, lambda main: folder, data_dir=data_dir, device=device,
+                  checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite, dist_timeout=dist_timeout,
+                  console=console, resumed=True)
 
 
 def evaluate(path: str | Path, *, split: str = "test", importance_samples: int = DEFAULT_IMPORTANCE_SAMPLES,
@@ -148,27 +152,37 @@ def sample(path: str | Path, out: str | Path | None = None, *, mode: str = "prio
 
 
 def _train(spec: VariantSpec, hp: HParams, dataset_name: str, seed: int, max_steps: int | None,
-           run_folder: Callable[[], RunDir], *, data_dir: str | Path | None, device: str,
-           checkpoint_every: int | None, skip_nonfinite: bool, console: Console | None, resumed: bool = False) -> Path:
-    """Load the data, then take the run folder (created only once the inputs check out) and train into it."""
+           run_folder: Callable[[bool], RunDir], *, data_dir: str | Path | None, device: str,
+           checkpoint_every: int | None, skip_nonfinite: bool, dist_timeout: float | None,
+           console: Console | None, resumed: bool = False, out_named: bool = True) -> Path | None:
+    """Load the data, then take the run folder (created only once the inputs check out, and only by
+    rank 0 under torchrun: `run_folder(is_main)`) and train into it."""
     from rich.console import Console
 
     from .devices import resolve_device
+    from .distributed import DEFAULT_TIMEOUT_S, launch
     from .training import TrainSetup
     from .training import train as train_run
 
     registry = get_registry()
-    console = console or Console(stderr=True)
-    torch_device = resolve_device(device)
+    world, torch_device = launch(resolve_device(device), dist_timeout or DEFAULT_TIMEOUT_S)
+    if world.launched and not out_named:
+        raise UsageError("under torchrun name the run folder with --out: every process must agree on it")
     data = registry.load("dataset", dataset_name)(data_dir)
-    if hp["batch_size"] > data.train.shape[0]:
-        raise UsageError(f"batch size {hp['batch_size']} is larger than the training set ({data.train.shape[0]} images)")
-    run = run_folder()
-    console.print(f"training [bold]{spec.name}[/] on {data.name} ({data.train.shape[0]} images) on {torch_device}; "
-                  f"run folder {run.path}", highlight=False)
-    train_run(TrainSetup(spec, hp, data, torch_device, seed=seed, max_steps=max_steps), run, registry, console,
-              resume_run=resumed, checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite)
-    return run.path
+    if hp["batch_size"] * world.size > data.train.shape[0]:
+        each = f" x {world.size} processes" if world.launched else ""
+        raise UsageError(f"batch size {hp['batch_size']}{each} is larger than the training set "
+                         f"({data.train.shape[0]} images)")
+    run = run_folder(world.is_main)
+    console = (console or Console(stderr=True)) if world.is_main else Console(stderr=True, quiet=True)
+    processes = f" x {world.size} processes ({world.backend})" if world.launched else ""
+    console.print(f"training [bold]{spec.name}[/] on {data.name} ({data.train.shape[0]} images) on {torch_device}"
+                  f"{processes}; run folder {run.path}", highlight=False)
+    setup = TrainSetup(spec, hp, data, torch_device, seed=seed, max_steps=max_steps, world=world)
+    with world.joined():
+        train_run(setup, run, registry, console, resume_run=resumed, checkpoint_every=checkpoint_every,
+                  skip_nonfinite=skip_nonfinite)
+    return run.path if world.is_main else None
 
 
 def _open(path: str | Path, device: str, registry: Registry) -> Artifact:

@@ -10,6 +10,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -130,7 +131,7 @@ def train_command(
     variant: Optional[str] = typer.Argument(None, help="A registered variant name (see `vaezoo list`); not with --resume."),
     beta: Optional[str] = typer.Option(None, "--beta", help="Weight of the divergence term, for variants that have one."),
     epochs: Optional[str] = typer.Option(None, "--epochs", help="Passes over the training set (with --resume: extend the run)."),
-    batch_size: Optional[str] = typer.Option(None, "--batch-size", help="Images per step."),
+    batch_size: Optional[str] = typer.Option(None, "--batch-size", help="Images per step and process: under torchrun the global batch is this times the number of processes."),
     lr: Optional[str] = typer.Option(None, "--lr", help="Adam learning rate."),
     option: List[str] = typer.Option([], "-o", "--option", help="Any hyperparameter as key=value (see `vaezoo info`)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for initialisation, noise and data order (default 0)."),
@@ -143,6 +144,7 @@ def train_command(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its newest checkpoint, with its own settings."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Also checkpoint every N steps (default: at epoch ends only)."),
     skip_nonfinite: bool = typer.Option(False, "--skip-nonfinite", help="Skip a batch whose loss is NaN or infinite instead of stopping (a host sync per step on GPUs)."),
+    dist_timeout: float = typer.Option(300, "--dist-timeout", min=1, help="Under torchrun: seconds a process waits for the others before the job stops."),
 ) -> None:
     """Train a variant, or continue a run with --resume; writes a self-describing run folder."""
     from .runs import RunDir
@@ -156,11 +158,12 @@ def train_command(
         if refused:
             raise UsageError(f"--resume continues a run with the settings in its config.json; {', '.join(refused)} "
                              "cannot be given with it (allowed: --epochs to extend, --device, --data-dir, "
-                             "--checkpoint-every, --skip-nonfinite)")
+                             "--checkpoint-every, --skip-nonfinite, --dist-timeout)")
         from .api import resume_training
 
         path = resume_training(resume, epochs=epochs, data_dir=data_dir, device=device,
-                               checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite, console=err)
+                               checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite,
+                               dist_timeout=dist_timeout, console=err)
     else:
         if variant is None:
             raise UsageError("name a VARIANT to train (see `vaezoo list`), or continue a run with --resume RUN")
@@ -175,7 +178,10 @@ def train_command(
 
         path = train(spec.name, options=[*texts, *option], dataset=dataset, data_dir=data_dir, out=out_dir,
                      overwrite=overwrite, seed=0 if seed is None else seed, max_steps=max_steps, device=device,
-                     checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite, console=err)
+                     checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite,
+                     dist_timeout=dist_timeout, console=err)
+    if path is None:  # under torchrun only rank 0 reports
+        return
     last = RunDir(path).read_metrics()[-1]
     out.print(f"done: test negative ELBO {last['test']['neg_elbo']:.2f} nats per image; run folder {path}",
               highlight=False)
@@ -267,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     except VaezooError as exc:
         if os.environ.get(DEBUG_ENV) == "1":
             raise
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         if os.environ.get(DEBUG_ENV) == "1":

@@ -47,17 +47,24 @@ def as_float(images: Tensor) -> Tensor:
     return images.to(torch.float32).div_(255.0)
 
 
-def shuffled_batches(images: Tensor, batch_size: int, generator: torch.Generator, skip: int = 0) -> Iterator[Tensor]:
+def shuffled_batches(images: Tensor, batch_size: int, generator: torch.Generator, skip: int = 0,
+                     part: tuple[int, int] = (0, 1)) -> Iterator[Tensor]:
     """Float batches in a fresh random order, the incomplete last batch dropped.
 
     `skip` leaves out the first batches of that order (resuming mid-epoch: same order, same place).
+    `part` = (rank, size) yields only the rank-th of `size` equal slices of every batch: processes
+    that share the generator's state train on disjoint slices of the same global batches.
     """
     n = images.shape[0]
     if batch_size > n:
         raise DataError(f"batch size {batch_size} is larger than the dataset ({n} images)")
+    rank, size = part
+    if batch_size % size:
+        raise DataError(f"batch size {batch_size} does not split into {size} equal parts")
     order = torch.randperm(n, generator=generator).to(images.device)
-    for start in range(skip * batch_size, n - batch_size + 1, batch_size):
-        yield as_float(images[order[start:start + batch_size]])
+    share = batch_size // size
+    for start in range(skip * batch_size + rank * share, n - batch_size + 1 + rank * share, batch_size):
+        yield as_float(images[order[start:start + share]])
 
 
 def ordered_batches(images: Tensor, batch_size: int) -> Iterator[Tensor]:

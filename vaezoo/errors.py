@@ -49,6 +49,10 @@ class StorageError(VaezooError):
     """A run file could not be written (disk full, no permission); earlier files are untouched."""
 
 
+class DistributedError(VaezooError):
+    """A torchrun process lost the others (one died, or a collective timed out); the job stops."""
+
+
 class NonFiniteLossError(VaezooError):
     """A loss term became NaN or infinite; training stopped without checkpointing the bad state."""
 

@@ -156,7 +156,7 @@ def training_params(*, lr: float, batch_size: int, epochs: int, latent_dim: int)
     """The parameters every variant shares, with the variant's own defaults."""
     return (
         Param("lr", "float", lr, "Adam learning rate", low=0.0, low_exclusive=True),
-        Param("batch_size", "int", batch_size, "images per optimisation step", low=1),
+        Param("batch_size", "int", batch_size, "images per optimisation step and process (torchrun: global batch = this x processes)", low=1),
         Param("epochs", "int", epochs, "passes over the training set", low=1),
         Param("latent_dim", "int", latent_dim, "size of the latent code z", low=1),
     )

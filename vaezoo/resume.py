@@ -28,7 +28,7 @@ STEP_FILE = re.compile(r"step-(\d+)\.safetensors")  # mid-epoch (--checkpoint-ev
 DATA_ORDER = "rng/data_order"
 SUMS = "sums/"
 #: Config keys that decide a run's result: a checkpoint and the run it continues must agree on them.
-RESULT_KEYS = ("variant", "hparams", "dataset", "input_shape", "seed", "max_steps")
+RESULT_KEYS = ("variant", "hparams", "dataset", "input_shape", "seed", "max_steps", "world_size")
 #: The one hyperparameter --resume may change: more epochs extend a run.
 EXTENDABLE = "epochs"
 
@@ -101,8 +101,7 @@ def save(run: RunDir, state: TrainState, model: nn.Module, objective: nn.Module,
     tensors.update({f"{SUMS}{key}": value.detach().cpu().contiguous().clone() for key, value in state.sums.items()})
     meta.update(epoch=state.epoch, step=state.step, batch=state.batch, skipped=state.skipped,
                 config=dict(config), rng=rng_meta)
-    name = f"step-{state.step:08d}" if state.batch else f"epoch-{state.epoch:04d}"
-    path = run.checkpoints / f"{name}.safetensors"
+    path = checkpoint_path(run, state)
     checkpoint.write(path, tensors, meta)
     for older in run.checkpoints.glob("step-*.safetensors"):
         if older != path:
@@ -110,14 +109,21 @@ def save(run: RunDir, state: TrainState, model: nn.Module, objective: nn.Module,
     return path
 
 
+def checkpoint_path(run: RunDir, state: TrainState) -> Path:
+    """Where `save` writes a checkpoint of `state`: epoch-N at an epoch end, else step-N."""
+    name = f"step-{state.step:08d}" if state.batch else f"epoch-{state.epoch:04d}"
+    return run.checkpoints / f"{name}.safetensors"
+
+
 def restore(run: RunDir, config: dict[str, Any], model: nn.Module, objective: nn.Module,
-            optimizers: Mapping[str, torch.optim.Optimizer],
-            device: torch.device) -> tuple[TrainState, dict[str, Any], list[dict[str, Any]], Path | None]:
+            optimizers: Mapping[str, torch.optim.Optimizer], device: torch.device,
+            *, tidy: bool = True) -> tuple[TrainState, dict[str, Any], list[dict[str, Any]], Path | None]:
     """Load the newest checkpoint into the modules, optimizers and RNGs.
 
     Returns the state to continue from, the config to keep (config.json's, with `config`'s
     hyperparameters), the metrics records to keep and the checkpoint used (None: start over).
-    Every check runs before anything in the run folder changes.
+    Every check runs before anything in the run folder changes; `tidy` (the process that writes)
+    then drops the metrics of an epoch being redone and half-written files.
     """
     stored = run.read_config()
     _check_same_run(config, "now", stored, "in config.json",
@@ -134,8 +140,9 @@ def restore(run: RunDir, config: dict[str, Any], model: nn.Module, objective: nn
     epochs = config["hparams"][EXTENDABLE]
     if epochs < state.epoch:
         raise UsageError(f"--epochs {epochs}: {run.path} has already completed {state.epoch} epochs")
-    records = _metrics_up_to(run, state.epoch)
-    run.remove_temporaries()
+    records = _metrics_up_to(run, state.epoch, tidy)
+    if tidy:
+        run.remove_temporaries()
     return state, config, records, path
 
 
@@ -199,7 +206,7 @@ def _load(path: Path, tensors: Mapping[str, Tensor], meta: Mapping[str, Any], mo
     return state
 
 
-def _metrics_up_to(run: RunDir, epoch: int) -> list[dict[str, Any]]:
+def _metrics_up_to(run: RunDir, epoch: int, tidy: bool) -> list[dict[str, Any]]:
     """The records of the `epoch` epochs the checkpoint completed; a record of the epoch being redone is dropped.
 
     metrics.jsonl is written just before each epoch's checkpoint, so a kill between the two leaves
@@ -211,6 +218,6 @@ def _metrics_up_to(run: RunDir, epoch: int) -> list[dict[str, Any]]:
         raise WeightsError(
             f"{run.path / METRICS_JSONL} records epochs {[r.get('epoch') for r in records]} but the newest "
             f"checkpoint completed {epoch}: checkpoints are missing or the metrics were edited")
-    if len(kept) < len(records):
+    if tidy and len(kept) < len(records):
         run.write_metrics(kept)
     return kept

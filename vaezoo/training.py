@@ -10,7 +10,8 @@ import platform
 import signal
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__, checkpoint, resume, rng
 from .data import ImageData, shuffled_batches
+from .distributed import World
 from .errors import NonFiniteLossError, TrainingInterrupted
-from .evaluation import elbo_terms
+from .evaluation import elbo_sums, per_image
 from .hparams import HParams
 from .model import VAE, build_model, build_objective
 from .nonfinite import MAX_SKIPS_IN_A_ROW, Watch, describe, nonfinite_now
@@ -44,6 +46,7 @@ class TrainSetup:
     device: torch.device
     seed: int = 0
     max_steps: int | None = None
+    world: World = field(default_factory=World)  # torchrun processes; hp["batch_size"] is per process
     extra_config: dict[str, Any] = field(default_factory=dict)
 
     def config(self) -> dict[str, Any]:
@@ -58,6 +61,7 @@ class TrainSetup:
             "vaezoo_version": __version__,
             "torch_version": torch.__version__,
             "python_version": platform.python_version(),
+            **self.world.config(self.hp["batch_size"]),
             **self.extra_config,
         }
 
@@ -116,7 +120,7 @@ def train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console |
     in the folder only after the model and optimizers are built. Ctrl-C or SIGTERM, from here on,
     stops at the next step boundary after a checkpoint. Another process training into `run` is refused.
     """
-    with run.lock(), StopRequests() as stop:
+    with run.lock() if setup.world.is_main else nullcontext(), StopRequests() as stop:  # rank 0 writes
         try:
             return _train(setup, run, registry, console or Console(stderr=True), stop,
                           resume_run, checkpoint_every, skip_nonfinite)
@@ -137,18 +141,23 @@ def _train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console,
     optimizers = build_optimizers(model, objective, hp)
     config = setup.config()
     last: Path | None = None
+    writes = setup.world.is_main  # distributed: only rank 0 writes the run folder
     if resume_run:
-        state, config, records, last = resume.restore(run, config, model, objective, optimizers, device)
+        state, config, records, last = resume.restore(run, config, model, objective, optimizers, device, tidy=writes)
         console.print(f"resuming {run.path} from {last or 'the start (no checkpoint yet)'}: "
                       f"{state.epoch} epochs and {state.step} steps done", highlight=False, soft_wrap=True)
     else:
-        run.clear()
+        if writes:
+            run.clear()
         state, records = resume.TrainState.start(setup.seed), []
-    run.write_config(config)
-    run.checkpoints.mkdir(exist_ok=True)
+    if writes:
+        run.write_config(config)
+        run.checkpoints.mkdir(exist_ok=True)
     loop = _Loop(setup, run, model, objective, optimizers, config, state, records, console, last,
                  checkpoint_every, skip_nonfinite)
     loop.run(stop)
+    if not writes:
+        return records
     checkpoint.write(run.path / MODEL, checkpoint.model_tensors(model), weights_metadata(config))
     from .pictures import write_pictures
 
@@ -168,7 +177,9 @@ class _Loop:
         self.console, self.last = console, last
         self.checkpoint_every, self.skip_nonfinite = checkpoint_every, skip_nonfinite
         self.data = setup.data.to(setup.device)
-        self.batch_size = setup.hp["batch_size"]
+        self.world = setup.world
+        self.forward = self.world.wrap(model, objective)  # objective(model, x, step), under DDP with torchrun
+        self.batch_size = setup.hp["batch_size"] * self.world.size  # global: all processes' images per step
         self.watch = Watch()
         self.skips_in_a_row = 0
 
@@ -189,7 +200,7 @@ class _Loop:
                                  epoch=f"{state.epoch + 1}/{epochs}", stats="")
         order, first_batch, started = state.order(), state.batch, time.perf_counter()
         self.model.train()
-        for x in shuffled_batches(self.data.train, self.batch_size, order, skip=state.batch):
+        for x in shuffled_batches(self.data.train, self.batch_size, order, skip=state.batch, part=self.world.part):
             if state.batch >= total:
                 break
             terms = self.step(x)
@@ -200,7 +211,7 @@ class _Loop:
                     progress.update(task, completed=state.batch, stats=(
                         f"loss {terms['loss'].item():.1f}  recon {terms['recon'].item():.1f}  "
                         f"kl {terms['kl'].item():.2f}  {rate:,.0f} img/s"))
-            if stop.requested:
+            if self.stop_now(stop, state.step):
                 self.interrupt(stop, self.save())
             if self.checkpoint_every and state.step % self.checkpoint_every == 0 and state.batch < total:
                 self.save()
@@ -208,18 +219,19 @@ class _Loop:
         seconds = time.perf_counter() - started
         progress.update(task, completed=total)
         self.end_epoch(order, (state.batch - first_batch) * self.batch_size, seconds)
-        if stop.requested:
+        if self.world.any(stop.requested):
             self.interrupt(stop, self.last)
 
     def step(self, x: torch.Tensor) -> Terms | None:
         """One batch: forward, checks, backward, optimizer steps, running sums. None if skipped."""
         state = self.state
-        terms = self.objective(self.model, x, state.step)
+        self.world.seed_step(self.setup.seed, state.step)
+        terms = self.forward(x, state.step)
         state.step += 1
         state.batch += 1
         if self.skip_nonfinite:
             bad = nonfinite_now(terms)
-            if bad is not None:
+            if self.world.any(bad is not None):  # distributed: every process skips the same batches
                 self.skip(bad)
                 return None
             self.skips_in_a_row = 0
@@ -239,10 +251,16 @@ class _Loop:
         state = self.state
         return f"step {step} (epoch {state.epoch + 1}, batch {state.batch - (state.step - step)})"
 
-    def skip(self, values: dict[str, float]) -> None:
+    def stop_now(self, stop: StopRequests, step: int) -> bool:
+        """Distributed, every process must stop at the same step: they agree every PROGRESS_EVERY steps."""
+        due = not self.world.launched or step % PROGRESS_EVERY == 0
+        return due and self.world.any(stop.requested)
+
+    def skip(self, values: dict[str, float] | None) -> None:
         self.state.skipped += 1
         self.skips_in_a_row += 1
-        self.console.print(f"warning: non-finite {describe(values)} at {self.where(self.state.step)}; batch skipped",
+        what = describe(values) if values else "loss on another process"
+        self.console.print(f"warning: non-finite {what} at {self.where(self.state.step)}; batch skipped",
                            highlight=False, soft_wrap=True)
         if self.skips_in_a_row >= MAX_SKIPS_IN_A_ROW:
             raise NonFiniteLossError(
@@ -252,10 +270,10 @@ class _Loop:
     def check_finite(self) -> None:
         """Stop if any observed step had a non-finite term (one sync; called where the loop syncs anyway)."""
         first = self.watch.first()
-        if first is not None:
-            step, values = first
+        if self.world.any(first is not None):  # distributed: every process stops at the same check
+            where = f"at {self.where(first[0])}: {describe(first[1])}" if first else "on another process"
             raise NonFiniteLossError(
-                f"non-finite loss at {self.where(step)}: {describe(values)}; training stopped, {self.kept()}. "
+                f"non-finite loss {where}; training stopped, {self.kept()}. "
                 f"Lower --lr, or pass --skip-nonfinite to skip such batches, then continue with "
                 f"vaezoo train --resume {self.run_dir.path}")
 
@@ -266,27 +284,33 @@ class _Loop:
     def save(self) -> Path:
         """Checkpoint the current state; never one that saw a non-finite loss."""
         self.check_finite()
-        self.last = resume.save(self.run_dir, self.state, self.model, self.objective, self.optimizers,
-                                self.config, self.setup.device)
+        # Distributed: the processes' running sums, averaged, so every resumed process starts from them.
+        sums = {key: total / self.world.size for key, total in self.world.total(self.state.sums).items()}
+        if self.world.is_main:
+            self.last = resume.save(self.run_dir, replace(self.state, sums=sums), self.model, self.objective,
+                                    self.optimizers, self.config, self.setup.device)
+        else:
+            self.last = resume.checkpoint_path(self.run_dir, self.state)  # the one rank 0 writes
         return self.last
 
     def end_epoch(self, order: torch.Generator, images: int, seconds: float) -> None:
         """Evaluate, record, checkpoint and report the epoch just finished."""
-        state, epochs = self.state, self.setup.hp["epochs"]
+        state, epochs, world = self.state, self.setup.hp["epochs"], self.world
         steps = state.batch - state.skipped
         if steps == 0:
             raise NonFiniteLossError(f"every batch of epoch {state.epoch + 1} had a non-finite loss; {self.kept()}")
         self.model.eval()
         record: dict[str, Any] = {
             "epoch": state.epoch + 1, "step": state.step,
-            "train": _summary(state.sums, steps),
-            "test": elbo_terms(self.model, self.data.test),
+            "train": _summary(world.total(state.sums), steps * world.size),  # mean over every process
+            "test": per_image(world.total(elbo_sums(self.model, world.shard(self.data.test))), len(self.data.test)),
             "images_per_s": images / seconds, "seconds": seconds,
         }
         if state.skipped:
             record["skipped"] = state.skipped
         state.finish_epoch(order)
-        self.run_dir.append_metrics(record)
+        if world.is_main:
+            self.run_dir.append_metrics(record)
         self.records.append(record)
         self.save()
         self.console.print(
@@ -296,6 +320,7 @@ class _Loop:
         )
 
     def interrupt(self, stop: StopRequests, path: Path | None) -> None:
+        by = stop.name if stop.requested else "a signal to another process"
         raise TrainingInterrupted(
-            f"interrupted by {stop.name} at step {self.state.step}; checkpoint {path} holds everything so far. "
+            f"interrupted by {by} at step {self.state.step}; checkpoint {path} holds everything so far. "
             f"Continue with: vaezoo train --resume {self.run_dir.path}", stop.signal_number or signal.SIGINT)
