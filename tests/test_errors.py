@@ -194,10 +194,17 @@ def test_resume_from_a_bad_checkpoint(refused, run_copy, damage, words):
     refused("train", "--resume", str(run_copy), "--device", "cpu", words=words, untouched=run_copy)
 
 
-def test_debug_shows_the_traceback(monkeypatch):
-    monkeypatch.setenv(DEBUG_ENV, "0")  # --debug sets it to 1; monkeypatch restores it afterwards
+def test_debug_shows_the_traceback_for_that_invocation_only(monkeypatch, capsys):
+    monkeypatch.delenv(DEBUG_ENV, raising=False)
     with pytest.raises(UnknownNameError):
         main(["--debug", "train", "conv-fashon"])
+    assert DEBUG_ENV not in os.environ
+    with pytest.raises(SystemExit) as exc:  # the next call is back to one line
+        main(["train", "conv-fashon"])
+    assert exc.value.code == 2 and "Traceback" not in capsys.readouterr().err
+    monkeypatch.setenv(DEBUG_ENV, "1")
+    with pytest.raises(UnknownNameError):
+        main(["train", "conv-fashon"])
 
 
 def test_a_full_disk_keeps_the_earlier_file(tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ read the defaults below without it, and `vaezoo.load` & co. resolve lazily.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -168,7 +169,8 @@ def _train(spec: VariantSpec, hp: HParams, dataset_name: str, seed: int, max_ste
     world, torch_device = launch(resolve_device(device), dist_timeout or DEFAULT_TIMEOUT_S)
     if world.launched and not out_named:
         raise UsageError("under torchrun name the run folder with --out: every process must agree on it")
-    data = registry.load("dataset", dataset_name)(data_dir)
+    # The run records the registered name, which is what --resume and evaluate look up again.
+    data = dataclasses.replace(registry.load("dataset", dataset_name)(data_dir), name=dataset_name)
     if hp["batch_size"] * world.size > data.train.shape[0]:
         each = f" x {world.size} processes" if world.launched else ""
         raise UsageError(f"batch size {hp['batch_size']}{each} is larger than the training set "

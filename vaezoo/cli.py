@@ -25,6 +25,11 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 DEBUG_ENV = "VAEZOO_DEBUG"
+_debug = {"on": False}  # --debug for this invocation only (the environment variable is the user's)
+
+
+def _debugging() -> bool:
+    return _debug["on"] or os.environ.get(DEBUG_ENV) == "1"
 
 
 def _version(value: bool) -> None:
@@ -38,8 +43,7 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
     debug: bool = typer.Option(False, "--debug", help=f"Show tracebacks for errors (or set {DEBUG_ENV}=1)."),
 ) -> None:
-    if debug:
-        os.environ[DEBUG_ENV] = "1"
+    _debug["on"] = debug
 
 
 def _print_json(obj: object) -> None:
@@ -268,15 +272,16 @@ def sample_command(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit code."""
+    _debug["on"] = False
     try:
         app(args=argv, prog_name="vaezoo")
     except VaezooError as exc:
-        if os.environ.get(DEBUG_ENV) == "1":
+        if _debugging():
             raise
         err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        if os.environ.get(DEBUG_ENV) == "1":
+        if _debugging():
             raise
         err.print("[red]interrupted[/]", highlight=False)
         sys.exit(130)
