@@ -13,7 +13,8 @@ training loop with its data handling, not the per-epoch test evaluation.
     python benchmarks/train_speed.py                      # batch 64, 3 rounds of one epoch each
     python benchmarks/train_speed.py --batch-size 256
     python benchmarks/train_speed.py --steps 150          # partial epochs on a busy machine
-    python benchmarks/train_speed.py --epochs 10 --compare-elbo   # test -ELBO, fixed script vs vaezoo
+    python benchmarks/train_speed.py --epochs 10 --compare-elbo   # test -ELBO, plain script vs vaezoo
+    python benchmarks/train_speed.py --profile --threads 1        # where a step's time goes
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def plain_batches(kind: str, images: torch.Tensor, batch_size: int, generator: t
 
 
 def plain_train(kind, arrays, batch_size, epochs, steps, seed):
-    """Train the plain script; returns (images/s per epoch, test negative ELBO per image)."""
+    """Train the plain script; returns (images/s per epoch, the model)."""
     torch.manual_seed(seed)
     model = Model(trunk_twice=kind == "faithful")
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
@@ -119,10 +120,14 @@ def plain_train(kind, arrays, batch_size, epochs, steps, seed):
             if steps and seen >= steps * batch_size:
                 break
         rates.append(seen / (time.perf_counter() - started))
-    with torch.no_grad():
-        test = F.pad(arrays["test"].unsqueeze(1).float() / 255, (2, 2, 2, 2))
-        total = sum(sum(t.sum() for t in model.neg_elbo_terms(x)) for x in test.split(1000))
-    return rates, float(total) / len(test)
+    return rates, model
+
+
+@torch.no_grad()
+def plain_test_elbo(model, arrays):
+    """Test negative ELBO per image, one sample of z per image (as vaezoo.evaluation.elbo_terms)."""
+    test = F.pad(arrays["test"].unsqueeze(1).float() / 255, (2, 2, 2, 2))
+    return float(sum(sum(t.sum() for t in model.neg_elbo_terms(x)) for x in test.split(1000))) / len(test)
 
 
 # ---- vaezoo ----
@@ -175,6 +180,37 @@ def evaluation_throughput(data_root, k, images):
     return elbo_rate, len(test) / (time.perf_counter() - started)
 
 
+def profile(args) -> None:
+    """torch.profiler tables of training steps: the fixed script (before) and vaezoo's step (after)."""
+    from torch.profiler import profile as torch_profile
+
+    from vaezoo.data import shuffled_batches
+    from vaezoo.model import build_model, build_objective
+    from vaezoo.registry import get_registry
+    from vaezoo.training import build_optimizer
+
+    arrays = load_arrays(args.data)
+    with torch_profile() as before:
+        plain_train("fixed", arrays, args.batch_size, 1, args.steps or 30, args.seed)
+    registry = get_registry()
+    spec = registry.variant("conv-fashion")
+    hp = spec.schema.resolve({"batch_size": args.batch_size})
+    model = build_model(spec, hp, (1, 32, 32), registry)
+    objective = build_objective(spec, hp, model, registry)
+    optimizer = build_optimizer(model, objective, hp["lr"])
+    images = F.pad(arrays["train"].unsqueeze(1), (2, 2, 2, 2))
+    batches = shuffled_batches(images, args.batch_size, torch.Generator().manual_seed(args.seed))
+    with torch_profile() as after:
+        for step, x in zip(range(args.steps or 30), batches):
+            terms = objective(model, x, step)
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+    for title, prof in (("before (fixed script)", before), ("after (vaezoo step)", after)):
+        print(f"\n{title}, {torch.get_num_threads()} threads")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=36))
+
+
 CONTENDERS = ("faithful", "fixed", "vaezoo", "vaezoo-pinned")
 
 
@@ -188,7 +224,8 @@ def run_one(name, args, arrays):
 def speed(args) -> None:
     arrays = load_arrays(args.data)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, batch {args.batch_size}, "
-          f"{'whole epochs' if not args.steps else f'{args.steps} steps'} per contender per round", flush=True)
+          f"{'whole epochs' if not args.steps else f'{args.steps} steps'} per contender per round, "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
     rates: dict[str, list[float]] = {name: [] for name in CONTENDERS}
     for rnd in range(args.rounds):
         order = CONTENDERS if rnd % 2 == 0 else CONTENDERS[::-1]  # no contender always goes first
@@ -197,6 +234,7 @@ def speed(args) -> None:
             rates[name].append(run_one(name, args, arrays))
             torch.set_num_threads(threads)
             print(f"round {rnd + 1}  {name:14s} {rates[name][-1]:8,.0f} images/s", flush=True)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
     med = {name: statistics.median(v) for name, v in rates.items()}
     print("\nmedian images/s: " + ", ".join(f"{n} {v:,.0f}" for n, v in med.items()))
     print(f"vaezoo / faithful = {med['vaezoo'] / med['faithful']:.2f}x   vaezoo / fixed = {med['vaezoo'] / med['fixed']:.2f}x   "
@@ -214,7 +252,9 @@ def _elbo_job(job):
     torch.set_num_threads(1)  # the two runs share the machine; threads do not change the maths
     if name == "vaezoo":
         return name, vaezoo_train(args.data, args.batch_size, args.epochs, args.steps, args.seed, pinned=1)
-    return name, plain_train(name, load_arrays(args.data), args.batch_size, args.epochs, args.steps, args.seed)
+    arrays = load_arrays(args.data)
+    rates, model = plain_train(name, arrays, args.batch_size, args.epochs, args.steps, args.seed)
+    return name, (rates, plain_test_elbo(model, arrays))
 
 
 def compare_elbo(args) -> None:
@@ -242,9 +282,16 @@ def main() -> None:
     parser.add_argument("--eval-images", type=int, default=10000)
     parser.add_argument("--compare-elbo", action="store_true", help="train --epochs with the reference and vaezoo, compare test -ELBO")
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--profile", action="store_true", help="print torch.profiler tables of --steps steps instead")
+    parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads for --profile (0 = default)")
     parser.add_argument("--reference", choices=("faithful", "fixed"), default="faithful")
     args = parser.parse_args()
-    compare_elbo(args) if args.compare_elbo else speed(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.profile:
+        profile(args)
+    else:
+        compare_elbo(args) if args.compare_elbo else speed(args)
 
 
 if __name__ == "__main__":

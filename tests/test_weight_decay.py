@@ -78,7 +78,7 @@ def test_logged_loss_includes_penalty_value(synthetic):
     x = _batches(synthetic)[0]
     torch.manual_seed(1)
     terms = objective(model, x, 0)
-    penalty = LAMBDA * sum(p.double().pow(2).sum() for p in model.parameters())
+    penalty = LAMBDA * sum(p.detach().double().pow(2).sum() for p in model.parameters())
     expected = terms["recon"].detach().double() + terms["kl"].detach().double() + penalty
     assert float(terms["loss"].detach()) == pytest.approx(float(expected), rel=1e-6)
     assert penalty > 1.0  # large enough that leaving it out would fail the check above
