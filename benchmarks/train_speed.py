@@ -92,13 +92,18 @@ class PaddedImages(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.images[i].numpy()))
 
 
-def plain_batches(kind: str, images: torch.Tensor, batch_size: int, generator: torch.Generator):
-    if kind == "faithful":
-        return torch.utils.data.DataLoader(PaddedImages(images), batch_size=batch_size, shuffle=True,
-                                           drop_last=True, generator=generator)
-    padded = F.pad(images.unsqueeze(1).float() / 255, (2, 2, 2, 2))
-    order = torch.randperm(len(padded), generator=generator)
-    return (padded[order[i:i + batch_size]] for i in range(0, len(padded) - batch_size + 1, batch_size))
+def plain_data(kind: str, images: torch.Tensor):
+    """What the script loads once: a torchvision-style Dataset, or one padded float tensor."""
+    return PaddedImages(images) if kind == "faithful" else F.pad(images.unsqueeze(1).float() / 255, (2, 2, 2, 2))
+
+
+def plain_batches(dataset, batch_size: int, generator: torch.Generator):
+    """One epoch of shuffled batches, the incomplete last one dropped."""
+    if isinstance(dataset, PaddedImages):
+        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
+                                           generator=generator)
+    order = torch.randperm(len(dataset), generator=generator)
+    return (dataset[order[i:i + batch_size]] for i in range(0, len(dataset) - batch_size + 1, batch_size))
 
 
 def plain_train(kind, arrays, batch_size, epochs, steps, seed):
@@ -107,10 +112,11 @@ def plain_train(kind, arrays, batch_size, epochs, steps, seed):
     model = Model(trunk_twice=kind == "faithful")
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
     generator = torch.Generator().manual_seed(seed)
+    dataset = plain_data(kind, arrays["train"])
     rates = []
     for _ in range(epochs):
         started, seen = time.perf_counter(), 0
-        for x in plain_batches(kind, arrays["train"], batch_size, generator):
+        for x in plain_batches(dataset, batch_size, generator):
             recon, kl = model.neg_elbo_terms(x)
             loss = recon.mean() + kl.mean() + LAMBDA * sum(p.pow(2).sum() for p in model.parameters())
             optimizer.zero_grad()
