@@ -138,12 +138,20 @@ def plain_test_elbo(model, arrays):
 
 # ---- vaezoo ----
 
+def conv_fashion(**overrides):
+    """The registry, the conv-fashion recipe and its hyperparameters with `overrides`."""
+    from vaezoo.registry import get_registry
+
+    registry = get_registry()
+    spec = registry.variant("conv-fashion")
+    return registry, spec, spec.schema.resolve(overrides)
+
+
 def vaezoo_train(data_root, batch_size, epochs, steps, seed, pinned=None):
     """`vaezoo train conv-fashion --beta 1` in-process; returns (images/s per epoch, test -ELBO)."""
     from rich.console import Console
 
     from vaezoo.devices import resolve_device
-    from vaezoo.registry import get_registry
     from vaezoo.runs import RunDir
     from vaezoo.training import TrainSetup, train
     from vaezoo_plugins.datasets.idx import load_fashion_mnist
@@ -151,9 +159,7 @@ def vaezoo_train(data_root, batch_size, epochs, steps, seed, pinned=None):
     if pinned is not None:
         os.environ["VAEZOO_THREADS"] = str(pinned)
     try:
-        registry = get_registry()
-        spec = registry.variant("conv-fashion")
-        hp = spec.schema.resolve({"beta": 1.0, "batch_size": batch_size, "epochs": epochs})
+        registry, spec, hp = conv_fashion(beta=1.0, batch_size=batch_size, epochs=epochs)
         setup = TrainSetup(spec, hp, load_fashion_mnist(data_root), resolve_device("cpu"), seed=seed,
                            max_steps=steps * epochs if steps else None)
         with tempfile.TemporaryDirectory() as tmp:
@@ -169,13 +175,11 @@ def evaluation_throughput(data_root, k, images):
     from vaezoo.data import ordered_batches
     from vaezoo.evaluation import elbo_terms
     from vaezoo.model import build_model
-    from vaezoo.registry import get_registry
     from vaezoo_plugins.datasets.idx import load_fashion_mnist
 
-    registry = get_registry()
-    spec = registry.variant("conv-fashion")
+    registry, spec, hp = conv_fashion()
     test = load_fashion_mnist(data_root).test[:images]
-    model = build_model(spec, spec.schema.resolve(), tuple(test.shape[1:]), registry).eval()
+    model = build_model(spec, hp, tuple(test.shape[1:]), registry).eval()
     started = time.perf_counter()
     elbo_terms(model, test)
     elbo_rate = len(test) / (time.perf_counter() - started)
@@ -192,15 +196,12 @@ def profile(args) -> None:
 
     from vaezoo.data import shuffled_batches
     from vaezoo.model import build_model, build_objective
-    from vaezoo.registry import get_registry
     from vaezoo.training import build_optimizer
 
     arrays = load_arrays(args.data)
     with torch_profile() as before:
         plain_train("fixed", arrays, args.batch_size, 1, args.steps or 30, args.seed)
-    registry = get_registry()
-    spec = registry.variant("conv-fashion")
-    hp = spec.schema.resolve({"batch_size": args.batch_size})
+    registry, spec, hp = conv_fashion(batch_size=args.batch_size)
     model = build_model(spec, hp, (1, 32, 32), registry)
     objective = build_objective(spec, hp, model, registry)
     optimizer = build_optimizer(model, objective, hp["lr"])
