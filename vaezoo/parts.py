@@ -57,7 +57,15 @@ class Prior(nn.Module):
 
 
 class Objective(nn.Module):
-    """Base for objectives. `optimizer` builds the optimiser for the objective's own parameters."""
+    """Base for objectives. `aux_optimizer` builds the optimiser for the objective's own parameters.
+
+    `l2_weight` (lambda) declares a penalty lambda * sum(theta^2) on the model's parameters. Its
+    gradient 2 * lambda * theta is applied by the trainer as the optimiser's (L2, not decoupled)
+    weight decay, which is exact and cheaper than differentiating the sum; so an objective with
+    l2_weight > 0 adds the penalty's *value* to "loss" without autograd (e.g. under torch.no_grad).
+    """
+
+    l2_weight: float = 0.0
 
     def forward(self, model: nn.Module, x: Tensor, step: int) -> Terms:  # pragma: no cover - interface
         raise NotImplementedError

@@ -85,9 +85,15 @@ def _backward(terms: Mapping[str, torch.Tensor], model: VAE, objective: Objectiv
 def build_optimizers(model: VAE, objective: Objective, hp: HParams) -> dict[str, torch.optim.Optimizer]:
     """Every optimizer the loop steps, by name: "model", and "aux" when the objective owns parameters.
 
-    Checkpoints save and restore each one under its name.
+    The objective's L2 penalty becomes the model optimizer's gradient-identical weight decay:
+    d/dtheta lambda * sum(theta^2) = 2 * lambda * theta, which torch.optim.Adam (L2, not AdamW) adds
+    to the gradient when weight_decay = 2 * lambda. The fused kernel does the update in one pass.
+    Checkpoints save and restore each optimizer under its name.
     """
-    optimizers: dict[str, torch.optim.Optimizer] = {"model": torch.optim.Adam(model.parameters(), lr=hp["lr"])}
+    params = list(model.parameters())
+    fused = all(p.device.type in ("cpu", "cuda") for p in params)
+    optimizers: dict[str, torch.optim.Optimizer] = {"model": torch.optim.Adam(
+        params, lr=hp["lr"], weight_decay=2.0 * objective.l2_weight, fused=fused or None)}
     aux_optimizer = objective.aux_optimizer()
     if aux_optimizer is not None:
         optimizers["aux"] = aux_optimizer

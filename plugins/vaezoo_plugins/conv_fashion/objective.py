@@ -9,14 +9,17 @@ from vaezoo.model import Pass
 from vaezoo.parts import BuildContext, Objective, Terms
 
 
+@torch.no_grad()
 def squared_norm(model: nn.Module) -> Tensor:
-    """Sum of squares of all parameters."""
-    return torch.stack([p.pow(2).sum() for p in model.parameters()]).sum()
+    """Sum of squares of all parameters, as a value (its gradient comes from weight decay)."""
+    norms = torch._foreach_norm([p for p in model.parameters()])
+    return torch.stack(norms).square().sum()
 
 
 class BetaELBO(Objective):
     """loss = E[-log p(x|z)] + beta * D(q || p) + lambda * sum(theta^2), each per image.
 
+    The penalty's gradient is the trainer's weight decay (`l2_weight`), so only its value is added here.
     Variants that add batch-level terms subclass it, pass their own `kl_weight` and extend
     `terms`, so the ELBO bookkeeping and the L2 penalty live only here.
     """
@@ -24,7 +27,7 @@ class BetaELBO(Objective):
     def __init__(self, ctx: BuildContext, kl_weight: float | None = None):
         super().__init__()
         self.beta = float(ctx.hp["beta"]) if kl_weight is None else float(kl_weight)
-        self.l2 = float(ctx.hp["lambda"])
+        self.l2_weight = float(ctx.hp["lambda"])
 
     def forward(self, model: nn.Module, x: Tensor, step: int) -> Terms:
         return self.terms(model, model(x), step)
@@ -34,8 +37,8 @@ class BetaELBO(Objective):
         recon = out.recon.mean()
         kl = out.kl.mean()
         loss = recon + self.beta * kl
-        if self.l2:
-            loss = loss + self.l2 * squared_norm(model)
+        if self.l2_weight:
+            loss = loss + self.l2_weight * squared_norm(model)
         terms = Terms(loss=loss, neg_elbo=recon + kl, recon=recon, kl=kl)
         if out.divergence.dim() == 2:
             terms["kl_per_dim"] = out.divergence.mean(0)

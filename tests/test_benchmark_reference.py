@@ -1,0 +1,52 @@
+"""The benchmark's plain scripts compute the same model and objective as vaezoo's conv-fashion."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from .conftest import ROOT
+from vaezoo.model import build_model
+from vaezoo.registry import get_registry
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("train_speed", ROOT / "benchmarks" / "train_speed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("trunk_twice", [False, True])
+def test_plain_model_is_vaezoo_model(bench, synthetic, trunk_twice):
+    registry = get_registry()
+    spec = registry.variant("conv-fashion")
+    torch.manual_seed(0)
+    ours = build_model(spec, spec.schema.resolve(), synthetic.input_shape, registry)
+    torch.manual_seed(0)
+    plain = bench.Model(trunk_twice=trunk_twice)
+    theirs = list(plain.parameters())
+    assert [p.shape for p in ours.parameters()] == [p.shape for p in theirs]
+    for a, b in zip(ours.parameters(), theirs):
+        assert torch.equal(a, b)  # same seed, same construction order: the same initial weights
+    x = synthetic.train[:8].float() / 255
+    torch.manual_seed(1)
+    out = ours(x)
+    torch.manual_seed(1)
+    recon, kl = plain.neg_elbo_terms(x)
+    torch.testing.assert_close(recon, out.recon)
+    torch.testing.assert_close(kl, out.kl)
+
+
+def test_plain_batches_are_the_padded_images(bench):
+    images = torch.randint(0, 256, (10, 28, 28), dtype=torch.uint8)
+    for kind in ("faithful", "fixed"):
+        batches = list(bench.plain_batches(bench.plain_data(kind, images), 4, torch.Generator().manual_seed(0)))
+        assert len(batches) == 2 and all(b.shape == (4, 1, 32, 32) for b in batches)
+        seen = torch.cat(batches)
+        assert seen[:, :, :2].abs().sum() == 0 and seen.max() <= 1.0
+        inner = (seen[:, 0, 2:30, 2:30] * 255).round().to(torch.uint8)
+        assert all(any(torch.equal(img, orig) for orig in images) for img in inner)
