@@ -65,3 +65,22 @@ def test_version(cli):
     from vaezoo import __version__
 
     assert cli("--version").out.strip() == f"vaezoo {__version__}"
+
+
+@pytest.mark.parametrize("args, words", [
+    (["train", "conv-fashion", "--seed", "abc"], "'--seed'"),
+    (["train", "conv-fashion", "--max-steps", "0"], "'--max-steps'"),
+    (["trian"], "No such command 'trian'"),
+    (["info"], "Missing argument"),
+    (["list", "--bogus"], "No such option: --bogus"),
+])
+def test_command_line_syntax_errors_are_one_line(cli, args, words):
+    result = cli(*args)
+    assert result.code == 2
+    assert result.err.count("\n") == 1 and result.err.startswith("error: ") and words in result.err
+    assert "Traceback" not in result.err and "╭" not in result.err
+
+
+def test_no_arguments_shows_help(cli):
+    result = cli()
+    assert "Usage" in result.out and "error" not in result.err

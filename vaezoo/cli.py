@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit code."""
     _debug["on"] = False
     try:
-        app(args=argv, prog_name="vaezoo")
+        code = app(args=argv, prog_name="vaezoo", standalone_mode=False)
     except VaezooError as exc:
         if _debugging():
             raise
@@ -285,3 +285,14 @@ def main(argv: list[str] | None = None) -> None:
             raise
         err.print("[red]interrupted[/]", highlight=False)
         sys.exit(130)
+    except Exception as exc:
+        # Typer's own usage errors (a bad --seed, a missing argument...) as one line too; checked by
+        # their click interface rather than by class, since typer may vendor click.
+        if not (hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)):
+            raise
+        message = exc.format_message()
+        if message.strip():  # empty when the help was shown instead (vaezoo with no arguments)
+            err.print(f"[red]error:[/] {escape(message)} (see vaezoo --help)", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    if isinstance(code, int) and code:
+        sys.exit(code)
