@@ -250,9 +250,10 @@ def test_a_stuck_process_ends_the_job_which_then_resumes_exactly(tmp_path, two_p
         rank1 = next(pid for pid in _children(proc.pid) if _rank_of(pid) == "1")
         os.kill(rank1, signal.SIGSTOP)  # hangs, as a process stuck in a driver or on a dead node would
         err = Path(f"{proc.logs}.err")
-        while "error:" not in err.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, "rank 0 kept waiting for the stopped process"
+        while "error:" not in err.read_text() and proc.poll() is None:
+            assert time.monotonic() < deadline, "rank 0 kept waiting for the stopped process"
             time.sleep(0.2)
+        assert "error:" in err.read_text(), err.read_text()[-3000:]
         os.kill(rank1, signal.SIGKILL)
         code = proc.wait(60)
     message = next(line for line in err.read_text().splitlines() if "error:" in line)
@@ -271,3 +272,15 @@ def test_a_stuck_process_ends_the_job_which_then_resumes_exactly(tmp_path, two_p
         assert have["step"] == want["step"] and have["test"] == want["test"]
         for key, value in want["train"].items():
             assert have["train"][key] == pytest.approx(value, rel=1e-5), key
+
+
+@pytest.mark.parametrize("message, lost", [
+    ("[../gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:1234", True),
+    ("Application timeout caused pair closure", True),
+    ("NCCL communicator was aborted", True),
+    ("mat1 and mat2 shapes cannot be multiplied (64x512 and 256x10)", False),
+])
+def test_lost_peer_errors_are_told_apart_from_bugs(message, lost):
+    from vaezoo.distributed import _lost_peer
+
+    assert _lost_peer(RuntimeError(message)) is lost

@@ -143,9 +143,15 @@ class World:
         return bool(value.item())
 
 
+LOST_PEER_WORDS = ("gloo", "nccl", "processgroup", "timeout", "timed out", "pair closure", "connection closed",
+                   "connection reset")
+
+
 def _lost_peer(exc: RuntimeError) -> bool:
-    """A failed or timed-out collective: DDP's gradient all-reduce reports gloo's as a plain RuntimeError."""
-    return isinstance(exc, dist.DistError) or any(word in str(exc) for word in ("gloo", "NCCL", "ProcessGroup"))
+    """A failed or timed-out collective: DDP's gradient all-reduce reports gloo's as a plain RuntimeError,
+    sometimes with only the transport's words ("Application timeout caused pair closure")."""
+    text = str(exc).lower()
+    return isinstance(exc, dist.DistError) or any(word in text for word in LOST_PEER_WORDS)
 
 
 def _first_line(exc: Exception) -> str:
