@@ -49,6 +49,3 @@ class DiagonalGaussian:
     def kl_standard_normal_per_dim(self) -> Tensor:
         """Closed-form KL(self || N(0, I)) per dimension; the common case, without building N(0, I)."""
         return 0.5 * (torch.exp(self.logvar) + self.mu**2 - 1.0 - self.logvar)
-
-    def detach(self) -> DiagonalGaussian:
-        return DiagonalGaussian(self.mu.detach(), self.logvar.detach())

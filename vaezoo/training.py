@@ -47,7 +47,6 @@ class TrainSetup:
     seed: int = 0
     max_steps: int | None = None
     world: World = field(default_factory=World)  # torchrun processes; hp["batch_size"] is per process
-    extra_config: dict[str, Any] = field(default_factory=dict)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -62,7 +61,6 @@ class TrainSetup:
             "torch_version": torch.__version__,
             "python_version": platform.python_version(),
             **self.world.config(self.hp["batch_size"]),
-            **self.extra_config,
         }
 
 
