@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from vaezoo.distributions import DiagonalGaussian
 from vaezoo.errors import UsageError
+from vaezoo.layers import ConvTranspose2d
 from vaezoo.parts import BuildContext
 
 HIDDEN = 256
@@ -54,9 +55,9 @@ class ConvDecoder32(nn.Module):
             nn.Linear(HIDDEN, FEATURES), nn.ReLU(),
         )
         self.deconv = nn.Sequential(
-            nn.ConvTranspose2d(CHANNELS, CHANNELS, 4, stride=2, padding=1), nn.ReLU(),
-            nn.ConvTranspose2d(CHANNELS, CHANNELS, 4, stride=2, padding=1), nn.ReLU(),
-            nn.ConvTranspose2d(CHANNELS, channels, 4, stride=2, padding=1),
+            ConvTranspose2d(CHANNELS, CHANNELS, 4, stride=2, padding=1), nn.ReLU(),
+            ConvTranspose2d(CHANNELS, CHANNELS, 4, stride=2, padding=1), nn.ReLU(),
+            ConvTranspose2d(CHANNELS, channels, 4, stride=2, padding=1),
         )
 
     def forward(self, z: Tensor) -> Tensor:
