@@ -1,24 +1,29 @@
 """Training speed of `vaezoo train conv-fashion --beta 1` against two plain PyTorch scripts.
 
 Contenders, run interleaved for several rounds on the real FashionMNIST files (medians reported):
-  faithful  the original design as a plain script: a torchvision-style Dataset with per-item PIL
-            Pad + ToTensor through a DataLoader, the encoder trunk run once for mu and once for
+  faithful  the original design as a plain script: torchvision.datasets.FashionMNIST with per-item
+            PIL Pad + ToTensor through a DataLoader (on a GPU each batch is moved there with
+            .to(device, non_blocking=True)), the encoder trunk run once for mu and once for
             log-variance, lambda * sum(theta^2) added to the loss, torch.optim.Adam;
-  fixed     the same script with the obvious fixes: trunk once, the dataset as one float tensor;
+  fixed     the same script with the obvious fixes: trunk once, the dataset as one float tensor
+            (on the device);
   vaezoo    vaezoo.training.train, exactly what `vaezoo train` runs.
-All use the same model, objective, optimiser semantics and batch size. Images/s count the
-training loop with its data handling, not the per-epoch test evaluation.
+All use the same model, objective, optimiser semantics, batch size and device. Images/s count the
+training loop with its data handling, not the per-epoch test evaluation; on a GPU the clocks are
+read after a device sync, and each contender runs a few untimed steps first.
 
-    python benchmarks/train_speed.py                      # batch 64, 3 rounds of one epoch each
+    python benchmarks/train_speed.py                      # batch 64, 3 rounds of one epoch each, CPU
     python benchmarks/train_speed.py --batch-size 256
+    python benchmarks/train_speed.py --device cuda        # the same on the GPU (auto: CUDA if present)
     python benchmarks/train_speed.py --steps 150          # partial epochs on a busy machine
     python benchmarks/train_speed.py --epochs 10 --compare-elbo   # test -ELBO, plain script vs vaezoo
-    python benchmarks/train_speed.py --profile --threads 1        # where a step's time goes
+    python benchmarks/train_speed.py --profile --threads 1        # where a step's time goes (CPU)
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import math
 import multiprocessing
 import os
@@ -32,16 +37,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaezoo_plugins.datasets.idx import FILES, read_idx
+from vaezoo.devices import resolve_device, synchronize
+from vaezoo.errors import UsageError
+from vaezoo_plugins.datasets.idx import FILES
 
 DATA = Path("/usr/share/datasets/fashion-mnist")
-CEILING = 6400  # images/s: 19.4 MFLOP per image and step at ~125 GFLOP/s (2 cores, float32 matmul)
+CEILING = 6400  # images/s on the CPU: 19.4 MFLOP per image and step at ~125 GFLOP/s (2 cores, float32 matmul)
 LAMBDA, LR, LATENT = 0.01, 1e-4, 10
+WARM_UP_STEPS = 5  # untimed steps per contender before a GPU's rounds (context, kernels, cuDNN handles)
 
 
-def load_arrays(root: Path) -> dict[str, torch.Tensor]:
-    """The 28x28 uint8 images of each split, read from the IDX files."""
-    return {split: read_idx(root / f"{images}.gz") for split, (images, _labels) in FILES.items()}
+def torchvision_root(data: Path, into: Path) -> Path:
+    """A root that torchvision.datasets.FashionMNIST reads without downloading: the IDX files of `data`,
+    decompressed under FashionMNIST/raw/ with the names its _check_exists looks for."""
+    raw = into / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for name in (name for pair in FILES.values() for name in pair):
+        (raw / name).write_bytes(gzip.decompress((data / f"{name}.gz").read_bytes()))
+    return into
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
 
 
 # ---- the plain script: nothing from vaezoo below this line but the numbers above ----
@@ -73,49 +90,48 @@ class Model(nn.Module):
         return recon, kl
 
 
-class PaddedImages(torch.utils.data.Dataset):
-    """torchvision.datasets.FashionMNIST's item path: PIL image, then the transforms."""
+def plain_data(kind: str, root: Path, device: torch.device):
+    """What the script loads once: torchvision's FashionMNIST training set (the faithful script), or
+    its images as one padded float tensor on `device`."""
+    import torchvision.datasets
+    import torchvision.transforms as T
 
-    def __init__(self, images):
-        import torchvision.transforms as T
-
-        self.images = images
-        self.transform = T.Compose([T.Pad(2), T.ToTensor()])
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, i):
-        from PIL import Image
-
-        return self.transform(Image.fromarray(self.images[i].numpy()))
-
-
-def plain_data(kind: str, images: torch.Tensor):
-    """What the script loads once: a torchvision-style Dataset, or one padded float tensor."""
-    return PaddedImages(images) if kind == "faithful" else F.pad(images.unsqueeze(1).float() / 255, (2, 2, 2, 2))
+    if kind == "faithful":
+        return torchvision.datasets.FashionMNIST(str(root), train=True, download=False,
+                                                 transform=T.Compose([T.Pad(2), T.ToTensor()]))
+    images = torchvision.datasets.FashionMNIST(str(root), train=True, download=False).data
+    return F.pad(images.unsqueeze(1).float() / 255, (2, 2, 2, 2)).to(device)
 
 
 def plain_batches(dataset, batch_size: int, generator: torch.Generator):
-    """One epoch of shuffled batches, the incomplete last one dropped."""
-    if isinstance(dataset, PaddedImages):
-        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
-                                           generator=generator)
-    order = torch.randperm(len(dataset), generator=generator)
+    """One epoch of shuffled batches of images (labels dropped), the incomplete last one dropped."""
+    if isinstance(dataset, torch.utils.data.Dataset):
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
+                                             generator=generator)
+        return (x for x, _labels in loader)
+    order = torch.randperm(len(dataset), generator=generator).to(dataset.device)
     return (dataset[order[i:i + batch_size]] for i in range(0, len(dataset) - batch_size + 1, batch_size))
 
 
-def plain_train(kind, arrays, batch_size, epochs, steps, seed):
-    """Train the plain script; returns (images/s per epoch, the model)."""
+def sync(device: torch.device) -> None:
+    """GPU work is asynchronous: wait for it before reading a clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def plain_train(kind, root, batch_size, epochs, steps, seed, device):
+    """Train the plain script on `device`; returns (images/s per epoch, the model)."""
     torch.manual_seed(seed)
-    model = Model(trunk_twice=kind == "faithful")
+    model = Model(trunk_twice=kind == "faithful").to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
     generator = torch.Generator().manual_seed(seed)
-    dataset = plain_data(kind, arrays["train"])
+    dataset = plain_data(kind, root, device)
     rates = []
     for _ in range(epochs):
+        sync(device)
         started, seen = time.perf_counter(), 0
         for x in plain_batches(dataset, batch_size, generator):
+            x = x.to(device, non_blocking=True)
             recon, kl = model.neg_elbo_terms(x)
             loss = recon.mean() + kl.mean() + LAMBDA * sum(p.pow(2).sum() for p in model.parameters())
             optimizer.zero_grad()
@@ -124,14 +140,18 @@ def plain_train(kind, arrays, batch_size, epochs, steps, seed):
             seen += len(x)
             if steps and seen >= steps * batch_size:
                 break
+        sync(device)
         rates.append(seen / (time.perf_counter() - started))
     return rates, model
 
 
 @torch.no_grad()
-def plain_test_elbo(model, arrays):
+def plain_test_elbo(model, root, device):
     """Test negative ELBO per image, one sample of z per image (as vaezoo.evaluation.elbo_terms)."""
-    test = F.pad(arrays["test"].unsqueeze(1).float() / 255, (2, 2, 2, 2))
+    import torchvision.datasets
+
+    images = torchvision.datasets.FashionMNIST(str(root), train=False, download=False).data
+    test = F.pad(images.unsqueeze(1).float() / 255, (2, 2, 2, 2)).to(device)
     return float(sum(sum(t.sum() for t in model.neg_elbo_terms(x)) for x in test.split(1000))) / len(test)
 
 
@@ -146,25 +166,25 @@ def conv_fashion(**overrides):
     return registry, spec, spec.schema.resolve(overrides)
 
 
-def vaezoo_train(data_root, batch_size, epochs, steps, seed):
-    """`vaezoo train conv-fashion --beta 1` in-process; returns (images/s per epoch, test -ELBO)."""
+def vaezoo_train(data_root, batch_size, epochs, steps, seed, device):
+    """`vaezoo train conv-fashion --beta 1 --device DEVICE` in-process; returns (images/s per epoch, test -ELBO)."""
     from rich.console import Console
 
-    from vaezoo.devices import resolve_device
     from vaezoo.runs import RunDir
     from vaezoo.training import TrainSetup, train
     from vaezoo_plugins.datasets.idx import load_fashion_mnist
 
     registry, spec, hp = conv_fashion(beta=1.0, batch_size=batch_size, epochs=epochs)
-    setup = TrainSetup(spec, hp, load_fashion_mnist(data_root), resolve_device("cpu"), seed=seed,
+    setup = TrainSetup(spec, hp, load_fashion_mnist(data_root), device, seed=seed,
                        max_steps=steps * epochs if steps else None)
     with tempfile.TemporaryDirectory() as tmp:
         records = train(setup, RunDir.create(Path(tmp) / "run"), registry, Console(quiet=True))
     return [r["images_per_s"] for r in records], records[-1]["test"]["neg_elbo"]
 
 
-def evaluation_throughput(data_root, k, images):
-    """Images/s of the test-set negative ELBO and of the K-sample importance-weighted bound."""
+def evaluation_throughput(data_root, k, images, device):
+    """Images/s on `device` of the test-set negative ELBO and of the K-sample importance-weighted bound,
+    each run once untimed on one batch first."""
     from vaezoo.bounds import log_mean_exp, log_weights
     from vaezoo.data import ordered_batches
     from vaezoo.evaluation import elbo_terms
@@ -172,34 +192,42 @@ def evaluation_throughput(data_root, k, images):
     from vaezoo_plugins.datasets.idx import load_fashion_mnist
 
     registry, spec, hp = conv_fashion()
-    test = load_fashion_mnist(data_root).test[:images]
-    model = build_model(spec, hp, tuple(test.shape[1:]), registry).eval()
-    started = time.perf_counter()
-    elbo_terms(model, test)
-    elbo_rate = len(test) / (time.perf_counter() - started)
-    started = time.perf_counter()
-    with torch.no_grad():
-        for x in ordered_batches(test, max(1, 10000 // k)):
+    test = load_fashion_mnist(data_root).test[:images].to(device)
+    model = build_model(spec, hp, tuple(test.shape[1:]), registry).eval().to(device)
+    iw_batch = max(1, 10000 // k)
+
+    @torch.no_grad()
+    def importance_bound(images):
+        for x in ordered_batches(images, iw_batch):
             log_mean_exp(log_weights(model, x, k)).sum().item()
-    return elbo_rate, len(test) / (time.perf_counter() - started)
+
+    def rate(measure, warm_up: int) -> float:
+        measure(test[:warm_up])
+        synchronize(device)
+        started = time.perf_counter()
+        measure(test)
+        synchronize(device)
+        return len(test) / (time.perf_counter() - started)
+
+    return rate(lambda images: elbo_terms(model, images), 1000), rate(importance_bound, iw_batch)
 
 
 def profile(args) -> None:
-    """torch.profiler tables of training steps: the fixed script (before) and vaezoo's step (after)."""
+    """torch.profiler tables of training steps on the CPU: the fixed script (before) and vaezoo's step (after)."""
     from torch.profiler import profile as torch_profile
 
     from vaezoo.data import shuffled_batches
     from vaezoo.model import build_model, build_objective
     from vaezoo.training import build_optimizers
+    from vaezoo_plugins.datasets.idx import load_fashion_mnist
 
-    arrays = load_arrays(args.data)
     with torch_profile() as before:
-        plain_train("fixed", arrays, args.batch_size, 1, args.steps or 30, args.seed)
+        plain_train("fixed", args.torchvision_root, args.batch_size, 1, args.steps or 30, args.seed, args.device)
     registry, spec, hp = conv_fashion(batch_size=args.batch_size)
     model = build_model(spec, hp, (1, 32, 32), registry)
     objective = build_objective(spec, hp, model, registry)
     optimizer = build_optimizers(model, objective, hp)["model"]
-    images = F.pad(arrays["train"].unsqueeze(1), (2, 2, 2, 2))
+    images = load_fashion_mnist(args.data).train
     batches = shuffled_batches(images, args.batch_size, torch.Generator().manual_seed(args.seed))
     with torch_profile() as after:
         for step, x in zip(range(args.steps or 30), batches):
@@ -215,56 +243,73 @@ def profile(args) -> None:
 CONTENDERS = ("faithful", "fixed", "vaezoo")
 
 
-def run_one(name, args, arrays):
+def run_one(name, args, steps):
+    """Images/s of one epoch (or `steps` steps) of contender `name`."""
     if name in ("faithful", "fixed"):
-        return plain_train(name, arrays, args.batch_size, 1, args.steps, args.seed)[0][0]
-    return vaezoo_train(args.data, args.batch_size, 1, args.steps, args.seed)[0][0]
+        return plain_train(name, args.torchvision_root, args.batch_size, 1, steps, args.seed, args.device)[0][0]
+    return vaezoo_train(args.data, args.batch_size, 1, steps, args.seed, args.device)[0][0]
 
 
 def speed(args) -> None:
-    arrays = load_arrays(args.data)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, batch {args.batch_size}, "
+    print(f"torch {torch.__version__}, {device_name(args.device)}, {os.cpu_count()} CPUs, batch {args.batch_size}, "
           f"{'whole epochs' if not args.steps else f'{args.steps} steps'} per contender per round, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    if args.device.type == "cuda":
+        print(f"cuDNN {torch.backends.cudnn.version()}, TF32 convolutions {torch.backends.cudnn.allow_tf32}, "
+              f"TF32 matmul {torch.backends.cuda.matmul.allow_tf32} (as in `vaezoo train`)", flush=True)
+        for name in CONTENDERS:
+            run_one(name, args, WARM_UP_STEPS)
     rates: dict[str, list[float]] = {name: [] for name in CONTENDERS}
     for rnd in range(args.rounds):
         order = CONTENDERS if rnd % 2 == 0 else CONTENDERS[::-1]  # no contender always goes first
         for name in order:
             threads = torch.get_num_threads()
-            rates[name].append(run_one(name, args, arrays))
+            rates[name].append(run_one(name, args, args.steps))
             torch.set_num_threads(threads)
             print(f"round {rnd + 1}  {name:14s} {rates[name][-1]:8,.0f} images/s", flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
     med = {name: statistics.median(v) for name, v in rates.items()}
     print("\nmedian images/s: " + ", ".join(f"{n} {v:,.0f}" for n, v in med.items()))
     print(f"vaezoo / faithful = {med['vaezoo'] / med['faithful']:.2f}x   vaezoo / fixed = {med['vaezoo'] / med['fixed']:.2f}x")
-    print(f"fraction of the {CEILING:,} images/s ceiling: vaezoo {med['vaezoo'] / CEILING:.1%}, "
-          f"fixed {med['fixed'] / CEILING:.1%}, faithful {med['faithful'] / CEILING:.1%}")
+    if args.device.type == "cpu":
+        print(f"fraction of the {CEILING:,} images/s ceiling: vaezoo {med['vaezoo'] / CEILING:.1%}, "
+              f"fixed {med['fixed'] / CEILING:.1%}, faithful {med['faithful'] / CEILING:.1%}")
     if args.eval_k:
-        elbo_rate, iw_rate = evaluation_throughput(args.data, args.eval_k, args.eval_images)
-        print(f"evaluation ({args.eval_images} test images): negative ELBO {elbo_rate:,.0f} images/s, "
-              f"importance-sampled K={args.eval_k} {iw_rate:,.0f} images/s")
+        elbo_rate, iw_rate = evaluation_throughput(args.data, args.eval_k, args.eval_images, args.device)
+        print(f"evaluation ({args.eval_images} test images, {device_name(args.device)}): negative ELBO "
+              f"{elbo_rate:,.0f} images/s, importance-sampled K={args.eval_k} {iw_rate:,.0f} images/s")
 
 
-def _elbo_job(job):
+def elbo_run(name, args):
+    """Train contender `name` for --epochs; returns (images/s per epoch, test negative ELBO per image)."""
+    if name == "vaezoo":
+        return vaezoo_train(args.data, args.batch_size, args.epochs, args.steps, args.seed, args.device)
+    rates, model = plain_train(name, args.torchvision_root, args.batch_size, args.epochs, args.steps, args.seed,
+                               args.device)
+    return rates, plain_test_elbo(model, args.torchvision_root, args.device)
+
+
+def _one_thread_job(job):
     name, args = job
     torch.set_num_threads(1)  # the two runs share the machine; threads do not change the maths
-    if name == "vaezoo":
-        return name, vaezoo_train(args.data, args.batch_size, args.epochs, args.steps, args.seed)
-    arrays = load_arrays(args.data)
-    rates, model = plain_train(name, arrays, args.batch_size, args.epochs, args.steps, args.seed)
-    return name, (rates, plain_test_elbo(model, arrays))
+    return name, elbo_run(name, args)
 
 
 def compare_elbo(args) -> None:
-    """Both trainings side by side (one thread each), then their test negative ELBO per image."""
-    jobs = [(args.reference, args), ("vaezoo", args)]
-    with multiprocessing.get_context("spawn").Pool(2) as pool:
-        results = dict(pool.map(_elbo_job, jobs))
+    """Both trainings, then their test negative ELBO per image: on the CPU side by side (one thread
+    each), on a GPU one after the other."""
+    names = (args.reference, "vaezoo")
+    if args.device.type == "cpu":
+        with multiprocessing.get_context("spawn").Pool(2) as pool:
+            results = dict(pool.map(_one_thread_job, [(name, args) for name in names]))
+        where = "one thread"
+    else:
+        results = {name: elbo_run(name, args) for name in names}
+        where = device_name(args.device)
     ref, ours = results[args.reference][1], results["vaezoo"][1]
     for name, (rates, elbo) in results.items():
         print(f"{name:9s} test negative ELBO {elbo:8.2f} nats/image after {args.epochs} epochs "
-              f"({statistics.median(rates):,.0f} images/s on one thread)")
+              f"({statistics.median(rates):,.0f} images/s, {where})")
     print(f"relative difference (vaezoo - {args.reference}) / {args.reference} = {(ours - ref) / ref:+.2%}")
     if not math.isfinite(ours) or abs(ours - ref) > 0.01 * abs(ref):
         sys.exit(1)
@@ -273,6 +318,8 @@ def compare_elbo(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA, help="folder with the FashionMNIST IDX .gz files")
+    parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+                        help="where every contender trains (auto: CUDA if present)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=0, help="steps per contender per round (0 = whole epochs)")
@@ -281,16 +328,24 @@ def main() -> None:
     parser.add_argument("--eval-images", type=int, default=10000)
     parser.add_argument("--compare-elbo", action="store_true", help="train --epochs with the reference and vaezoo, compare test -ELBO")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--profile", action="store_true", help="print torch.profiler tables of --steps steps instead")
+    parser.add_argument("--profile", action="store_true", help="print torch.profiler tables of --steps CPU steps instead")
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads for --profile (0 = default)")
     parser.add_argument("--reference", choices=("faithful", "fixed"), default="faithful")
     args = parser.parse_args()
+    try:
+        args.device = resolve_device(args.device)
+    except UsageError as exc:
+        parser.error(str(exc))
+    if args.profile and args.device.type != "cpu":
+        parser.error("--profile tables CPU time; use --device cpu")
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.profile:
-        profile(args)
-    else:
-        compare_elbo(args) if args.compare_elbo else speed(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        args.torchvision_root = torchvision_root(args.data, Path(tmp))
+        if args.profile:
+            profile(args)
+        else:
+            compare_elbo(args) if args.compare_elbo else speed(args)
 
 
 if __name__ == "__main__":

@@ -118,7 +118,7 @@ def test_sigkill_and_ctrl_c_then_resume_match_an_uninterrupted_run(small_run, tm
     first.communicate()
     assert first.returncode == -signal.SIGKILL
 
-    second = _start("train", "--resume", str(run), "--checkpoint-every", "1")
+    second = _start("train", "--resume", str(run), "--checkpoint-every", "1", "--device", "cpu")
     assert second.stderr.readline().startswith("training conv-fashion")
     assert second.stderr.readline().startswith(f"resuming {run} from {checkpoints}")
     second.send_signal(signal.SIGINT)
@@ -130,7 +130,7 @@ def test_sigkill_and_ctrl_c_then_resume_match_an_uninterrupted_run(small_run, tm
     [mid_epoch] = checkpoints.glob("step-*.safetensors")  # written on Ctrl-C, after one more step
     assert str(mid_epoch) in line
 
-    result = cli("train", "--resume", str(run))
+    result = cli("train", "--resume", str(run), "--device", "cpu")
     assert result.code == 0, result.err
     assert_same_results(run, small_run)
     assert sorted(p.name for p in checkpoints.iterdir()) == [f"epoch-000{e}.safetensors" for e in (1, 2)]

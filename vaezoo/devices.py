@@ -1,4 +1,4 @@
-"""Choosing the device: auto picks CUDA when present, else the CPU."""
+"""Choosing the device (auto picks CUDA when present, else the CPU), and waiting for it."""
 
 from __future__ import annotations
 
@@ -26,3 +26,12 @@ def resolve_device(option: str = "auto") -> torch.device:
     elif device.type != "cpu":
         raise UsageError(f"--device '{option}' is not supported; use auto, cpu, cuda or cuda:N")
     return device
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait until `device` has run everything queued on it: GPU work is asynchronous, so a clock read
+    before this would miss the work still in flight. Nothing to wait for on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__, checkpoint, resume, rng
 from .data import ImageData, shuffled_batches
+from .devices import synchronize
 from .distributed import World
 from .errors import NonFiniteLossError, TrainingInterrupted
 from .evaluation import elbo_sums, per_image
@@ -220,6 +221,7 @@ class _Loop:
             if self.checkpoint_every and state.step % self.checkpoint_every == 0 and state.batch < total:
                 self.save()
         self.check_finite()
+        synchronize(setup.device)  # a GPU may still run the last steps; check_finite syncs only if it watched them
         seconds = time.perf_counter() - started
         progress.update(task, completed=total)
         self.end_epoch(order, (state.batch - first_batch) * self.batch_size, seconds)

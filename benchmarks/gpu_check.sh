@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# One GPU check of vaezoo for an offline machine whose python3 already has torch, torchvision, pluggy,
+# typer, rich, safetensors and pytest: install vaezoo (no downloads), the CUDA tests and a few CPU test
+# modules, the training-speed benchmark on CUDA at batch 64 and 256 with the evaluation throughput,
+# then a 10-epoch `vaezoo train conv-fashion --beta 1` and its evaluation. Logs go to $OUT and a
+# summary table comes last. Every step runs even when an earlier one failed; a step is skipped when
+# less of the time budget is left than it needs, and stopped when the budget runs out.
+#
+#   bash benchmarks/gpu_check.sh [FASHION_DIR]   # the four FashionMNIST IDX .gz files (default .fmnist)
+#
+#   OUT                where the logs go (default: a new temporary folder); at most 7 files
+#   GPU_CHECK_BUDGET   seconds for the whole check (default 400)
+#   GPU_CHECK_DEVICE   cuda (default); cpu to try this script on a machine without a GPU
+#   GPU_CHECK_SMALL=1  a few steps of everything: checks the script, measures nothing
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+
+export PYTHONUNBUFFERED=1 COLUMNS=120
+export FASHION=${1:-.fmnist} DEVICE=${GPU_CHECK_DEVICE:-cuda}
+export OUT=${OUT:-$(mktemp -d)} WORK=$(mktemp -d)
+BUDGET=${GPU_CHECK_BUDGET:-400}
+if [ "${GPU_CHECK_SMALL:-0}" = 1 ]; then
+  export BENCH="--steps 3 --rounds 1 --eval-images 200 --eval-k 5" TRAIN="--epochs 1 --max-steps 5" EVAL_K=1
+else
+  export BENCH="--rounds 3" TRAIN="--epochs 10" EVAL_K=40
+fi
+mkdir -p "$OUT"
+
+install_vaezoo() {
+  python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . && return
+  # pip needs setuptools >= 77 here (pyproject.toml); without it, run from the source tree and
+  # describe the distribution with a dist-info of its own, so the plugins' entry points resolve.
+  echo "pip could not install vaezoo: using the source tree and a generated dist-info instead"
+  python3 - "$WORK/site" <<'PY' || return 1
+import pathlib, re, sys, tomllib
+
+project = tomllib.loads(pathlib.Path("pyproject.toml").read_text())["project"]
+version = re.search(r'__version__ = "(.+)"', pathlib.Path("vaezoo/_version.py").read_text()).group(1)
+info = pathlib.Path(sys.argv[1]) / f"vaezoo-{version}.dist-info"
+info.mkdir(parents=True)
+(info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: vaezoo\nVersion: {version}\n")
+groups = {"console_scripts": project["scripts"], **project["entry-points"]}
+(info / "entry_points.txt").write_text("".join(
+    f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in entries.items())
+    for group, entries in groups.items()))
+PY
+  echo "export PYTHONPATH=$PWD:$PWD/plugins:$WORK/site${PYTHONPATH:+:$PYTHONPATH}" > "$WORK/env.sh"
+}
+
+environment() {
+  nvidia-smi -L
+  python3 -c 'import platform, torch, torchvision
+print(f"python {platform.python_version()}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
+      f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}")
+print("device:", torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device")'
+  python3 -m vaezoo --version && python3 -c 'from vaezoo.registry import get_registry
+print("variants:", ", ".join(get_registry().names("variant")))'
+}
+
+tests_cuda() { python3 -m pytest -v -p no:cacheprovider tests/test_cuda.py; }
+
+tests_cpu() {
+  python3 -m pytest -q -x -p no:cacheprovider tests/test_conv_fashion.py tests/test_weight_decay.py \
+    tests/test_benchmark_reference.py tests/test_evaluation.py tests/test_resume.py tests/test_training.py
+}
+
+bench() {  # bench BATCH_SIZE [MORE OPTIONS]
+  python3 benchmarks/train_speed.py --device "$DEVICE" --data "$FASHION" --batch-size "$1" $BENCH "${@:2}"
+}
+
+train_and_evaluate() {
+  python3 -m vaezoo train conv-fashion --beta 1 --device "$DEVICE" --data-dir "$FASHION" \
+    --out "$WORK/conv-fashion" $TRAIN || return
+  cp "$WORK/conv-fashion/metrics.jsonl" "$OUT/metrics.jsonl"
+  python3 -m vaezoo evaluate "$WORK/conv-fashion" --device "$DEVICE" --data-dir "$FASHION" -k "$EVAL_K" \
+    --out "$OUT/eval.json" || return
+  python3 - "$OUT/eval.json" <<'PY'
+import json, sys
+
+r = json.load(open(sys.argv[1]))
+print(f"final test -ELBO {r['neg_elbo']:.2f} nats/image, -log p(x) {r['nll']:.2f} (K={r['importance_samples']}), "
+      f"{r['images']} images on {r['device']} in {r['seconds']:.1f} s")
+PY
+}
+export -f install_vaezoo environment tests_cuda tests_cpu bench train_and_evaluate
+
+FAILED=0
+step() {  # step NAME LOG NEEDS_S CAP_S FIGURE_REGEX FUNCTION [ARGS...]: one row of the summary
+  local name=$1 log=$OUT/$2 needs=$3 cap=$4 figure=$5 left=$((BUDGET - SECONDS)) start=$SECONDS rc status
+  shift 5
+  if ((left < needs)); then
+    printf '%-12s skipped: %s s of the budget left, it needs %s s\n' "$name" "$left" "$needs" |
+      tee -a "$log" "$WORK/summary"
+    return
+  fi
+  echo "=== $name: $* ($(date +%T), ${left} s of ${BUDGET} s left)" | tee -a "$log"
+  timeout --kill-after=15 $((cap < left ? cap : left)) bash -c '"$@"' _ "$@" 2>&1 | tee -a "$log" "$WORK/$name"
+  rc=${PIPESTATUS[0]}
+  if [ -f "$WORK/env.sh" ]; then source "$WORK/env.sh"; fi
+  case $rc in
+    0) status=ok ;;
+    124 | 137) status="stopped after $((SECONDS - start)) s (time limit)"; FAILED=$((FAILED + 1)) ;;
+    *) status="FAILED (exit $rc)"; FAILED=$((FAILED + 1)) ;;
+  esac
+  printf '%-12s %-36s %4s s\n' "$name" "$status" $((SECONDS - start)) >>"$WORK/summary"
+  grep -E "$figure" "$WORK/$name" | tail -n 2 | sed 's/^/    /' >>"$WORK/summary"
+}
+
+#    name        log         needs cap  summary lines (the last two matches)        command
+step install     setup.log   5     120  'could not install'                          install_vaezoo
+step environment setup.log   5     60   '^device:'                                   environment
+step tests-cuda  tests.log   30    150  ' (passed|failed|error|skipped)'             tests_cuda
+step tests-cpu   tests.log   30    120  ' (passed|failed|error|skipped)'             tests_cpu
+step bench-64    bench.log   90    180  '^(median|evaluation)'                       bench 64
+step bench-256   bench.log   45    120  '^median'                                    bench 256 --eval-k 0
+step train-10    train.log   180   270  '^(epoch [0-9]+/|final test)'                train_and_evaluate
+
+{
+  echo
+  echo "gpu check: $FAILED step(s) failed, $SECONDS s of the ${BUDGET} s budget, logs in $OUT"
+  cat "$WORK/summary"
+} | tee "$OUT/summary.txt"
+exit $((FAILED > 0))
