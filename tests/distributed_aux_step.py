@@ -50,7 +50,7 @@ def step_gradients(model: nn.Module, objective: nn.Module, forward, x: torch.Ten
     _backward(forward(x), model, objective)
     named = [*(("model." + n, p) for n, p in model.named_parameters()),
              *(("objective." + n, p) for n, p in objective.named_parameters())]
-    return {name: p.grad.detach().clone() for name, p in named}
+    return {name: p.grad.detach().clone(memory_format=torch.contiguous_format) for name, p in named}
 
 
 def main(out: Path) -> None:

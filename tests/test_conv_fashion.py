@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -145,3 +146,28 @@ def test_kl_is_zero_and_reconstruction_is_entropy_in_known_limit():
     terms = objective(model, x, step=0)
     assert terms["kl"].item() == pytest.approx(0.0, abs=1e-7)
     assert terms["recon"].item() == pytest.approx(1024 * math.log(2), rel=1e-6)
+
+
+def test_channels_last_weights_compute_what_contiguous_ones_do():
+    """The conv parts keep their convolution weights channels_last (faster on the CPU); same function."""
+    model, _, _ = conv_fashion()
+    convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) and not c.weight.is_contiguous()
+               for c in convs if c.weight.shape[1] > 1)
+    plain = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    assert all(p.is_contiguous() for p in plain.parameters())
+    torch.manual_seed(1)
+    x, z = torch.rand(16, 1, 32, 32), torch.randn(16, 10)
+    upstream = torch.randn(16, 1, 32, 32)
+    outputs = []
+    for m in (model, plain):
+        q = m.encoder(x)
+        logits = m.decoder(z)
+        (q.mu.square().sum() + q.logvar.sum() + (logits * upstream).sum()).backward()
+        outputs.append((q.mu, q.logvar, logits, [p.grad for p in m.parameters()]))
+    (mu, logvar, logits, grads), (mu0, logvar0, logits0, grads0) = outputs
+    torch.testing.assert_close(mu, mu0, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(logvar, logvar0, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(logits, logits0, rtol=1e-5, atol=1e-5)
+    for g, g0 in zip(grads, grads0, strict=True):
+        torch.testing.assert_close(g, g0, rtol=1e-4, atol=1e-5)

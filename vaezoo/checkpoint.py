@@ -49,6 +49,22 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, prefix: str, tensors: Ma
     for index, values in meta["scalars"].items():
         state.setdefault(int(index), {}).update(values)
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    _match_parameter_layouts(optimizer)
+
+
+def _match_parameter_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Give each restored state tensor its parameter's strides (a channels_last parameter, say).
+
+    load_state_dict keeps the file's contiguous layout, but fused and foreach optimizer kernels walk
+    a parameter and its state in memory order: with different strides a fused Adam step silently
+    pairs the wrong elements.
+    """
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            values = optimizer.state.get(param, {})
+            for key, value in values.items():
+                if isinstance(value, torch.Tensor) and value.shape == param.shape and value.stride() != param.stride():
+                    values[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def content_hash(tensors: Mapping[str, torch.Tensor]) -> str:

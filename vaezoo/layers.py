@@ -11,8 +11,8 @@ class ConvTranspose2d(nn.ConvTranspose2d):
 
     oneDNN's transposed convolution is pathologically slow with a single output channel: the
     reference decoder's last layer (32 -> 1 channels, 16x16 -> 32x32) took 3-6 ms forward and
-    backward at batch 64, a quarter of a CPU training step, where the same sum written as
-    W^T x (one matrix product per image) scattered into place by F.fold (col2im) takes 2 ms; with
+    backward at batch 64, a fifth of a CPU training step, where the same sum written as
+    W^T x (one matrix product per image) scattered into place by F.fold (col2im) takes about 2 ms; with
     three or more output channels PyTorch's kernel wins again. The parameters, their
     initialisation and the state dict are nn.ConvTranspose2d's; only the summation order differs.
     Every other case (CUDA, several output channels, groups, output_size, output_padding,
