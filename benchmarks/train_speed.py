@@ -114,7 +114,8 @@ def plain_batches(dataset, batch_size: int, generator: torch.Generator):
 
 
 def sync(device: torch.device) -> None:
-    """GPU work is asynchronous: wait for it before reading a clock."""
+    """GPU work is asynchronous: wait for it before reading a clock (the plain script's own
+    `vaezoo.devices.synchronize`, as a user's script would write it)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 

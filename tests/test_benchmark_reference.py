@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
-import struct
-from pathlib import Path
 
 import pytest
 import torch
 
 from .conftest import ROOT
+from .test_data import idx_bytes
 from vaezoo.model import build_model
 from vaezoo.registry import get_registry
 from vaezoo_plugins.datasets.idx import FILES
@@ -45,18 +44,12 @@ def test_plain_model_is_vaezoo_model(bench, synthetic, trunk_twice):
     torch.testing.assert_close(kl, out.kl)
 
 
-def _write_idx(path: Path, values: torch.Tensor) -> None:
-    """A gzipped IDX file of unsigned bytes, as FashionMNIST ships them."""
-    header = bytes([0, 0, 0x08, values.dim()]) + struct.pack(f">{values.dim()}I", *values.shape)
-    path.write_bytes(gzip.compress(header + values.numpy().tobytes()))
-
-
 def test_plain_batches_are_the_padded_images(bench, tmp_path):
     """Both plain scripts read IDX files through torchvision.datasets.FashionMNIST, offline."""
     images = torch.randint(0, 256, (10, 28, 28), dtype=torch.uint8)
     for images_name, labels_name in FILES.values():
-        _write_idx(tmp_path / f"{images_name}.gz", images)
-        _write_idx(tmp_path / f"{labels_name}.gz", torch.zeros(10, dtype=torch.uint8))
+        (tmp_path / f"{images_name}.gz").write_bytes(gzip.compress(idx_bytes(images)))
+        (tmp_path / f"{labels_name}.gz").write_bytes(gzip.compress(idx_bytes(torch.zeros(10, dtype=torch.uint8))))
     root = bench.torchvision_root(tmp_path, tmp_path / "torchvision")
     for kind in ("faithful", "fixed"):
         dataset = bench.plain_data(kind, root, torch.device("cpu"))

@@ -16,7 +16,7 @@ class ConvTranspose2d(nn.ConvTranspose2d):
     three or more output channels PyTorch's kernel wins again. The parameters, their
     initialisation and the state dict are nn.ConvTranspose2d's; only the summation order differs.
     Every other case (CUDA, several output channels, groups, output_size, output_padding,
-    non-zero padding modes, unbatched input) runs nn.ConvTranspose2d's own forward.
+    unbatched input) runs nn.ConvTranspose2d's own forward.
     """
 
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
@@ -31,4 +31,4 @@ class ConvTranspose2d(nn.ConvTranspose2d):
 
     def _fold_applies(self, x: Tensor, output_size: list[int] | None) -> bool:
         return (x.device.type == "cpu" and x.dim() == 4 and self.out_channels == 1 and self.groups == 1
-                and output_size is None and self.padding_mode == "zeros" and not any(self.output_padding))
+                and output_size is None and not any(self.output_padding))
