@@ -7,7 +7,7 @@ Contenders, run interleaved for several rounds on the real FashionMNIST files (m
             log-variance, lambda * sum(theta^2) added to the loss, torch.optim.Adam;
   fixed     the same script with the obvious fixes: trunk once, the dataset as one float tensor
             (on the device);
-  vaezoo    vaezoo.training.train, exactly what `vaezoo train` runs.
+  vaezoo    vaezoo.training.loop.train, exactly what `vaezoo train` runs.
 All use the same model, objective, optimiser semantics, batch size and device. Images/s count the
 training loop with its data handling, not the per-epoch test evaluation; on a GPU the clocks are
 read after a device sync, and each contender runs a few untimed steps first.
@@ -36,10 +36,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from vaezoo_plugins.datasets.idx import FILES
 
 from vaezoo.devices import resolve_device, synchronize
 from vaezoo.errors import UsageError
-from vaezoo_plugins.datasets.idx import FILES
 
 DATA = Path("/usr/share/datasets/fashion-mnist")
 CEILING = 6400  # images/s on the CPU: 19.4 MFLOP per image and step at ~125 GFLOP/s (2 cores, float32 matmul)
@@ -148,7 +148,7 @@ def plain_train(kind, root, batch_size, epochs, steps, seed, device):
 
 @torch.no_grad()
 def plain_test_elbo(model, root, device):
-    """Test negative ELBO per image, one sample of z per image (as vaezoo.evaluation.elbo_terms)."""
+    """Test negative ELBO per image, one sample of z per image (as vaezoo.evaluation.measures.elbo_terms)."""
     import torchvision.datasets
 
     images = torchvision.datasets.FashionMNIST(str(root), train=False, download=False).data
@@ -170,10 +170,10 @@ def conv_fashion(**overrides):
 def vaezoo_train(data_root, batch_size, epochs, steps, seed, device):
     """`vaezoo train conv-fashion --beta 1 --device DEVICE` in-process; returns (images/s per epoch, test -ELBO)."""
     from rich.console import Console
-
-    from vaezoo.runs import RunDir
-    from vaezoo.training import TrainSetup, train
     from vaezoo_plugins.datasets.idx import load_fashion_mnist
+
+    from vaezoo.storage.runs import RunDir
+    from vaezoo.training.loop import TrainSetup, train
 
     registry, spec, hp = conv_fashion(beta=1.0, batch_size=batch_size, epochs=epochs)
     setup = TrainSetup(spec, hp, load_fashion_mnist(data_root), device, seed=seed,
@@ -186,11 +186,12 @@ def vaezoo_train(data_root, batch_size, epochs, steps, seed, device):
 def evaluation_throughput(data_root, k, images, device):
     """Images/s on `device` of the test-set negative ELBO and of the K-sample importance-weighted bound,
     each run once untimed on one batch first."""
-    from vaezoo.bounds import log_mean_exp, log_weights
-    from vaezoo.data import ordered_batches
-    from vaezoo.evaluation import elbo_terms
-    from vaezoo.model import build_model
     from vaezoo_plugins.datasets.idx import load_fashion_mnist
+
+    from vaezoo.data import ordered_batches
+    from vaezoo.evaluation.measures import elbo_terms
+    from vaezoo.model.bounds import log_mean_exp, log_weights
+    from vaezoo.model.vae import build_model
 
     registry, spec, hp = conv_fashion()
     test = load_fashion_mnist(data_root).test[:images].to(device)
@@ -216,11 +217,11 @@ def evaluation_throughput(data_root, k, images, device):
 def profile(args) -> None:
     """torch.profiler tables of training steps on the CPU: the fixed script (before) and vaezoo's step (after)."""
     from torch.profiler import profile as torch_profile
+    from vaezoo_plugins.datasets.idx import load_fashion_mnist
 
     from vaezoo.data import shuffled_batches
-    from vaezoo.model import build_model, build_objective
-    from vaezoo.training import build_optimizers
-    from vaezoo_plugins.datasets.idx import load_fashion_mnist
+    from vaezoo.model.vae import build_model, build_objective
+    from vaezoo.training.loop import build_optimizers
 
     with torch_profile() as before:
         plain_train("fixed", args.torchvision_root, args.batch_size, 1, args.steps or 30, args.seed, args.device)

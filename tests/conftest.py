@@ -109,7 +109,7 @@ def small_run(tmp_path_factory) -> Path:
 @pytest.fixture
 def build_variant():
     """build_variant("iwae", k=3) -> (model, objective) on 1x32x32 inputs, from the real registry."""
-    from vaezoo.model import build_model, build_objective
+    from vaezoo.model.vae import build_model, build_objective
     from vaezoo.registry import get_registry
 
     def build(name: str, dataset_size: int = 1024, **overrides):

@@ -14,15 +14,15 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
-
-from vaezoo import rng
-from vaezoo.data import as_float
-from vaezoo.distributed import launch
-from vaezoo.model import build_model
-from vaezoo.parts import Objective, Terms
-from vaezoo.registry import get_registry
-from vaezoo.training import _backward
 from vaezoo_plugins.datasets.synthetic import load_synthetic
+
+from vaezoo.data import as_float
+from vaezoo.model.parts import Objective, Terms
+from vaezoo.model.vae import build_model
+from vaezoo.registry import get_registry
+from vaezoo.training import rng
+from vaezoo.training.distributed import launch
+from vaezoo.training.loop import _backward
 
 LATENT, PER_RANK, SEED = 4, 8, 11
 

@@ -7,12 +7,13 @@ import importlib.util
 
 import pytest
 import torch
+from vaezoo_plugins.datasets.idx import FILES
+
+from vaezoo.model.vae import build_model
+from vaezoo.registry import get_registry
 
 from .conftest import ROOT
 from .test_data import idx_bytes
-from vaezoo.model import build_model
-from vaezoo.registry import get_registry
-from vaezoo_plugins.datasets.idx import FILES
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from vaezoo.distributions import DiagonalGaussian
 from vaezoo_plugins.beta_tcvae.decomposition import kl_decomposition, log_aggregate, log_weight_matrix
+
+from vaezoo.model.distributions import DiagonalGaussian
 
 
 def _posteriors(n: int, d: int, seed: int = 0) -> DiagonalGaussian:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from vaezoo_plugins.beta_vae.capacity import capacity
 
 from vaezoo.data import as_float
-from vaezoo_plugins.beta_vae.capacity import capacity
 
 
 @pytest.mark.parametrize("step, expected", [(0, 0.0), (25_000, 6.25), (50_000, 12.5), (100_000, 25.0), (300_000, 25.0)])

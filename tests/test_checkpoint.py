@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vaezoo.checkpoint import optimizer_tensors, restore_optimizer
+from vaezoo.storage.checkpoint import optimizer_tensors, restore_optimizer
 
 
 def adam_steps(layout: torch.memory_format, save_after: int | None) -> torch.Tensor:

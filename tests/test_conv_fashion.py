@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaezoo.distributions import DiagonalGaussian
 from vaezoo.errors import UsageError
-from vaezoo.model import build_model, build_objective
+from vaezoo.model.distributions import DiagonalGaussian
+from vaezoo.model.vae import build_model, build_objective
 from vaezoo.registry import get_registry
 
 

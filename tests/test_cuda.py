@@ -20,10 +20,11 @@ import pytest
 import torch
 
 import vaezoo
-from vaezoo import rng, training
 from vaezoo.cli import main
-from vaezoo.distributions import DiagonalGaussian
-from vaezoo.evaluation import importance_log_likelihood
+from vaezoo.evaluation.measures import importance_log_likelihood
+from vaezoo.model.distributions import DiagonalGaussian
+from vaezoo.training import loop as training
+from vaezoo.training import rng
 
 from .conftest import SMALL_RUN
 from .test_resume import assert_same_results, results

@@ -8,10 +8,10 @@ import struct
 
 import pytest
 import torch
+from vaezoo_plugins.datasets.idx import load_fashion_mnist, read_idx
 
 from vaezoo.data import ImageData, ordered_batches, shuffled_batches
 from vaezoo.errors import DataError
-from vaezoo_plugins.datasets.idx import load_fashion_mnist, read_idx
 
 from .conftest import REAL_DATA
 

@@ -16,10 +16,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from .conftest import Result
 from vaezoo.data import shuffled_batches
-from vaezoo.distributed import World, launch, step_seed
 from vaezoo.errors import UsageError
+from vaezoo.training.distributed import World, launch, step_seed
+
+from .conftest import Result
 
 TORCHRUN_ENV = {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}
 #: A few dozen steps: 1024 synthetic images, 2 x 32 per step -> 16 steps per epoch.
@@ -165,14 +166,15 @@ def test_only_rank_0_writes_one_run_folder(two_process_run):
 @pytest.mark.slow
 def test_one_step_equals_a_single_process_step_on_the_union(tmp_path, monkeypatch):
     """Same initial weights, the union of both shards, each rank's own noise: same gradient, weights and metrics."""
-    from vaezoo import rng
-    from vaezoo.data import as_float
-    from vaezoo.distributions import DiagonalGaussian
-    from vaezoo.evaluation import elbo_sums
-    from vaezoo.model import build_model, build_objective
-    from vaezoo.registry import get_registry
-    from vaezoo.training import build_optimizers
     from vaezoo_plugins.datasets.synthetic import load_synthetic
+
+    from vaezoo.data import as_float
+    from vaezoo.evaluation.measures import elbo_sums
+    from vaezoo.model.distributions import DiagonalGaussian
+    from vaezoo.model.vae import build_model, build_objective
+    from vaezoo.registry import get_registry
+    from vaezoo.training import rng
+    from vaezoo.training.loop import build_optimizers
 
     seed, per_rank, latent = 5, 8, 4
     run = tmp_path / "run"
@@ -281,6 +283,6 @@ def test_a_stuck_process_ends_the_job_which_then_resumes_exactly(tmp_path, two_p
     ("mat1 and mat2 shapes cannot be multiplied (64x512 and 256x10)", False),
 ])
 def test_lost_peer_errors_are_told_apart_from_bugs(message, lost):
-    from vaezoo.distributed import _lost_peer
+    from vaezoo.training.distributed import _lost_peer
 
     assert _lost_peer(RuntimeError(message)) is lost

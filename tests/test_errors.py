@@ -14,10 +14,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from vaezoo import checkpoint, hookimpl
+from vaezoo import hookimpl
 from vaezoo.cli import DEBUG_ENV, main
 from vaezoo.errors import StorageError, UnknownNameError
-from vaezoo.runs import atomic_write_bytes
+from vaezoo.storage import checkpoint
+from vaezoo.storage.runs import atomic_write_bytes
 from vaezoo.variant import VariantSpec
 
 SYNTHETIC = ("--dataset", "synthetic", "--max-steps", "1")  # a refusal that fails to happen stays short

@@ -10,14 +10,16 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from vaezoo_plugins.standard.divergences import AnalyticGaussianKL
+from vaezoo_plugins.standard.likelihoods import BernoulliLikelihood
+from vaezoo_plugins.standard.priors import StandardNormalPrior
 
-from vaezoo.bounds import log_weights
-from vaezoo.distributions import DiagonalGaussian
-from vaezoo.evaluation import ACTIVE_UNIT_THRESHOLD, evaluate, importance_log_likelihood
+from vaezoo.evaluation.measures import ACTIVE_UNIT_THRESHOLD, evaluate, importance_log_likelihood
 from vaezoo.hparams import HParams
-from vaezoo.model import VAE
-from vaezoo.parts import BuildContext
-from vaezoo_plugins.conv_fashion.gaussian import AnalyticGaussianKL, BernoulliLikelihood, StandardNormalPrior
+from vaezoo.model.bounds import log_weights
+from vaezoo.model.distributions import DiagonalGaussian
+from vaezoo.model.parts import BuildContext
+from vaezoo.model.vae import VAE
 
 W = np.array([2.0, -1.5, 1.0, 0.5])
 B = np.array([0.2, -0.3, 0.1, 0.0])

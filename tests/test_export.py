@@ -14,8 +14,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import vaezoo
-from vaezoo import checkpoint
-from vaezoo.runs import MODEL
+from vaezoo.storage import checkpoint
+from vaezoo.storage.runs import MODEL
 
 from .conftest import REAL_DATA
 
@@ -311,8 +311,8 @@ def test_evaluate_on_real_fashion_mnist(exported, tmp_path):
 @pytest.mark.parametrize("variant", sorted(vaezoo.registry.get_registry().names("variant")))
 def test_every_variant_rebuilds_from_its_metadata_alone(variant, tmp_path):
     """Weights written with a variant's metadata come back as the same model: same tensors, same outputs."""
-    from vaezoo.model import build_model
-    from vaezoo.training import weights_metadata
+    from vaezoo.model.vae import build_model
+    from vaezoo.training.loop import weights_metadata
 
     registry = vaezoo.registry.get_registry()
     spec = registry.variant(variant)

@@ -7,10 +7,10 @@ import math
 
 import pytest
 import torch
+from vaezoo_plugins.factor_vae.discriminator import permute_dims
 
 from vaezoo.data import as_float
-from vaezoo.training import _backward
-from vaezoo_plugins.factor_vae.discriminator import permute_dims
+from vaezoo.training.loop import _backward
 
 
 def test_permutation_keeps_each_dimension_and_breaks_the_pairing():

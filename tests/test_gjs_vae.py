@@ -6,12 +6,12 @@ import math
 
 import pytest
 import torch
+from vaezoo_plugins.gjs_vae.divergence import GeometricJS, skew_geometric_js
 
-from vaezoo.distributions import DiagonalGaussian
 from vaezoo.errors import UsageError
 from vaezoo.hparams import HParams
-from vaezoo.parts import BuildContext
-from vaezoo_plugins.gjs_vae.divergence import GeometricJS, skew_geometric_js
+from vaezoo.model.distributions import DiagonalGaussian
+from vaezoo.model.parts import BuildContext
 
 Q = (0.7, 0.5**2)  # q(z|x) = N(0.7, 0.25)
 P = (-0.3, 1.4)  # the prior, deliberately not N(0, 1)

@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
+from vaezoo_plugins.info_vae.mmd import mmd
 
 from vaezoo.errors import UsageError
-from vaezoo_plugins.info_vae.mmd import mmd
 
 D = 3
 

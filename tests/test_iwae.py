@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vaezoo.bounds import log_mean_exp, log_weights
 from vaezoo.data import as_float
-from vaezoo.distributions import DiagonalGaussian
+from vaezoo.model.bounds import log_mean_exp, log_weights
+from vaezoo.model.distributions import DiagonalGaussian
 
 
 @pytest.fixture

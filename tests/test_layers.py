@@ -1,4 +1,4 @@
-"""vaezoo.layers against the torch.nn layers they replace: same outputs, same gradients, on random inputs."""
+"""vaezoo.model.layers against the torch.nn layers they replace: same outputs, same gradients, on random inputs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from vaezoo.layers import ConvTranspose2d
+from vaezoo.model.layers import ConvTranspose2d
 
 
 def graph_ops(t: torch.Tensor) -> set[str]:

@@ -8,11 +8,11 @@ import math
 
 import pytest
 import torch
+from vaezoo_plugins.standard.objectives import BetaELBO
 
 from vaezoo import hookimpl
-from vaezoo.nonfinite import Watch, describe
+from vaezoo.training.nonfinite import Watch, describe
 from vaezoo.variant import VariantSpec
-from vaezoo_plugins.conv_fashion.objective import BetaELBO
 
 from .conftest import snapshot
 

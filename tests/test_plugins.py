@@ -129,7 +129,7 @@ def test_duplicate_name_in_cli_is_one_error_line(site, tmp_path):
     result = run_subprocess("list", env={"PYTHONPATH": str(tmp_path)})
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
-    assert "conv-fashion" in result.stderr and "twin" in result.stderr and "Traceback" not in result.stderr
+    assert "standard" in result.stderr and "twin" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_inline_plugin_registers_and_unregisters(fresh_registry):

@@ -17,8 +17,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vaezoo import rng
-from vaezoo.stopping import StopRequests
+from vaezoo.training import rng
+from vaezoo.training.stopping import StopRequests
 
 from .conftest import SMALL_RUN
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from PIL import Image
 import torch
+from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from vaezoo_plugins.standard.divergences import MonteCarloKL
+from vaezoo_plugins.vamp_vae.prior import VampPrior
 
 from vaezoo.data import as_float
-from vaezoo.distributions import DiagonalGaussian
 from vaezoo.hparams import HParams
-from vaezoo.parts import BuildContext
-from vaezoo_plugins.vamp_vae.prior import MonteCarloKL, VampPrior
+from vaezoo.model.distributions import DiagonalGaussian
+from vaezoo.model.parts import BuildContext
 
 
 class _BrightnessEncoder(torch.nn.Module):
@@ -68,7 +69,7 @@ def test_pseudo_inputs_are_saved_once_and_learn(build_variant, synthetic):
 @torch.no_grad()
 def test_monte_carlo_kl_is_unbiased_for_the_closed_form():
     """The trap: a one-sample KL estimate averages to the closed form, within 4 standard errors."""
-    from vaezoo_plugins.conv_fashion.gaussian import StandardNormalPrior
+    from vaezoo_plugins.standard.priors import StandardNormalPrior
 
     prior = StandardNormalPrior(BuildContext(HParams({"latent_dim": 3}), (1, 32, 32)))
     q = DiagonalGaussian(torch.tensor([[0.5, -1.0, 0.2]]), torch.tensor([[-1.0, 0.3, 0.0]]))

@@ -7,9 +7,9 @@ import copy
 import pytest
 import torch
 
-from vaezoo.model import build_model, build_objective
+from vaezoo.model.vae import build_model, build_objective
 from vaezoo.registry import get_registry
-from vaezoo.training import build_optimizers
+from vaezoo.training.loop import build_optimizers
 
 LAMBDA, LR, STEPS = 0.01, 1e-3, 3
 

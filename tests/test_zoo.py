@@ -10,14 +10,13 @@ import sys
 import pytest
 import torch
 
-from vaezoo import checkpoint
 from vaezoo.data import ImageData
-from vaezoo.evaluation import elbo_terms
-from vaezoo.model import build_model
+from vaezoo.evaluation.measures import elbo_terms
+from vaezoo.model.vae import build_model
 from vaezoo.registry import get_registry
-from vaezoo.runs import MODEL, RunDir
-from vaezoo.training import TrainSetup, train
-
+from vaezoo.storage import checkpoint
+from vaezoo.storage.runs import MODEL, RunDir
+from vaezoo.training.loop import TrainSetup, train
 
 ZOO = {  # variant -> overrides that keep a smoke run small (the paper defaults are checked below)
     "beta-vae": {},

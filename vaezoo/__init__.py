@@ -8,7 +8,7 @@ import importlib
 
 import pluggy
 
-from ._version import __version__
+from vaezoo._version import __version__
 
 #: Decorate plugin functions named after the hooks in vaezoo.hookspecs.
 hookimpl = pluggy.HookimplMarker("vaezoo")

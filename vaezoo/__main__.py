@@ -1,3 +1,3 @@
-from .cli import main
+from vaezoo.cli import main
 
 main()

@@ -13,18 +13,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .errors import DataError, UsageError
-from .registry import Registry, get_registry
-from .runs import RunDir, refuse_overwrite
+from vaezoo import __version__
+from vaezoo.errors import DataError, UsageError
+from vaezoo.registry import Registry, get_registry
+from vaezoo.storage.runs import RunDir, refuse_overwrite
 
 if TYPE_CHECKING:
     from rich.console import Console
     from torch import Tensor, nn
 
-    from .hparams import HParams
-    from .loading import Artifact
-    from .variant import VariantSpec
+    from vaezoo.hparams import HParams
+    from vaezoo.storage.loading import Artifact
+    from vaezoo.variant import VariantSpec
 
 #: Importance samples per image: the FashionMNIST test set (10,000 images) takes about a minute on 2 CPU cores.
 DEFAULT_IMPORTANCE_SAMPLES = 40
@@ -63,7 +63,7 @@ def resume_training(run: str | Path, *, epochs: int | str | None = None, data_di
                     device: str = "auto", checkpoint_every: int | None = None, skip_nonfinite: bool = False,
                     dist_timeout: float | None = None, console: Console | None = None) -> Path | None:
     """Continue a run from its newest checkpoint with the settings in its config.json; `epochs` may extend it."""
-    from .resume import stored_run
+    from vaezoo.training.resume import stored_run
 
     folder = RunDir.existing(Path(run))
     spec, hp, dataset_name, seed, max_steps = stored_run(folder, get_registry(), None if epochs is None else str(epochs))
@@ -83,8 +83,8 @@ def evaluate(path: str | Path, *, split: str = "test", importance_samples: int =
     """
     import torch
 
-    from . import evaluation
-    from .runs import atomic_write_json
+    from vaezoo.evaluation import measures as evaluation
+    from vaezoo.storage.runs import atomic_write_json
 
     for name, value in (("importance samples", importance_samples), ("batch size", batch_size)):
         if value < 1:
@@ -113,7 +113,7 @@ def evaluate(path: str | Path, *, split: str = "test", importance_samples: int =
 def export(path: str | Path, out: str | Path | None = None, *, part: str = "model", fmt: str = "safetensors",
            overwrite: bool = False) -> Path:
     """Write a model (or its encoder or decoder) as one safetensors file, or a folder when `out` is not *.safetensors."""
-    from .exporting import export as write_export
+    from vaezoo.storage.exporting import export as write_export
 
     registry = get_registry()
     return write_export(_open(path, "cpu", registry), registry, None if out is None else Path(out),
@@ -126,7 +126,7 @@ def sample(path: str | Path, out: str | Path | None = None, *, mode: str = "prio
     """A PNG grid: prior samples, test images with their reconstructions, or latent traversals."""
     import torch
 
-    from . import pictures
+    from vaezoo.evaluation import pictures
 
     if mode not in SAMPLE_MODES:
         raise UsageError(f"sample mode '{mode}' is not one of {', '.join(SAMPLE_MODES)}")
@@ -160,10 +160,10 @@ def _train(spec: VariantSpec, hp: HParams, dataset_name: str, seed: int, max_ste
     rank 0 under torchrun: `run_folder(is_main)`) and train into it."""
     from rich.console import Console
 
-    from .devices import resolve_device
-    from .distributed import DEFAULT_TIMEOUT_S, launch
-    from .training import TrainSetup
-    from .training import train as train_run
+    from vaezoo.devices import resolve_device
+    from vaezoo.training.distributed import DEFAULT_TIMEOUT_S, launch
+    from vaezoo.training.loop import TrainSetup
+    from vaezoo.training.loop import train as train_run
 
     registry = get_registry()
     world, torch_device = launch(resolve_device(device), dist_timeout or DEFAULT_TIMEOUT_S)
@@ -188,8 +188,8 @@ def _train(spec: VariantSpec, hp: HParams, dataset_name: str, seed: int, max_ste
 
 
 def _open(path: str | Path, device: str, registry: Registry) -> Artifact:
-    from .devices import resolve_device
-    from .loading import open_artifact
+    from vaezoo.devices import resolve_device
+    from vaezoo.storage.loading import open_artifact
 
     return open_artifact(Path(path), device=resolve_device(device), registry=registry)
 

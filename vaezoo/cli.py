@@ -13,10 +13,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__
-from .api import DEFAULT_EVAL_BATCH_SIZE, DEFAULT_IMPORTANCE_SAMPLES
-from .errors import UsageError, VaezooError
-from .registry import KINDS, get_registry
+from vaezoo import __version__
+from vaezoo.api import DEFAULT_EVAL_BATCH_SIZE, DEFAULT_IMPORTANCE_SAMPLES
+from vaezoo.errors import UsageError, VaezooError
+from vaezoo.registry import KINDS, get_registry
 
 app = typer.Typer(
     name="vaezoo", help="A plugin-based zoo of variational autoencoders.", no_args_is_help=True,
@@ -151,7 +151,7 @@ def train_command(
     dist_timeout: float = typer.Option(300, "--dist-timeout", min=1, help="Under torchrun: seconds a process waits for the others before the job stops."),
 ) -> None:
     """Train a variant, or continue a run with --resume; writes a self-describing run folder."""
-    from .runs import RunDir
+    from vaezoo.storage.runs import RunDir
 
     registry = get_registry()
     if resume is not None:
@@ -163,7 +163,7 @@ def train_command(
             raise UsageError(f"--resume continues a run with the settings in its config.json; {', '.join(refused)} "
                              "cannot be given with it (allowed: --epochs to extend, --device, --data-dir, "
                              "--checkpoint-every, --skip-nonfinite, --dist-timeout)")
-        from .api import resume_training
+        from vaezoo.api import resume_training
 
         path = resume_training(resume, epochs=epochs, data_dir=data_dir, device=device,
                                checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite,
@@ -178,7 +178,7 @@ def train_command(
                 if name not in spec.schema:
                     raise UsageError(f"variant {spec.name} has no hyperparameter '{name}'")
                 texts.append(f"{name}={value}")
-        from .api import train
+        from vaezoo.api import train
 
         path = train(spec.name, options=[*texts, *option], dataset=dataset, data_dir=data_dir, out=out_dir,
                      overwrite=overwrite, seed=0 if seed is None else seed, max_steps=max_steps, device=device,
@@ -208,8 +208,8 @@ def evaluate_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
 ) -> None:
     """Measure a trained model on held-out images: -ELBO, its terms, -log p(x), active units, MSE."""
-    from .api import evaluate
-    from .evaluation import ACTIVE_UNIT_THRESHOLD
+    from vaezoo.api import evaluate
+    from vaezoo.evaluation.measures import ACTIVE_UNIT_THRESHOLD
 
     r = evaluate(source, split=split, importance_samples=importance_samples, batch_size=batch_size, seed=seed,
                  data_dir=data_dir, device=device, out=out_file, overwrite=overwrite)
@@ -241,7 +241,7 @@ def export_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files."),
 ) -> None:
     """Write one self-describing safetensors file (or config.json + model.safetensors) for shipping."""
-    from .api import export
+    from vaezoo.api import export
 
     written = export(source, out_path, part=part, fmt=fmt, overwrite=overwrite)
     out.print(f"wrote {written}", highlight=False)
@@ -263,7 +263,7 @@ def sample_command(
     """Draw a PNG grid: prior samples, reconstructions or latent traversals."""
     if reconstruct and traverse:
         raise UsageError("choose one of --reconstruct and --traverse")
-    from .api import sample
+    from vaezoo.api import sample
 
     mode = "reconstruct" if reconstruct else "traverse" if traverse else "prior"
     written = sample(source, out_file, mode=mode, n=n, seed=seed, data_dir=data_dir, device=device, overwrite=overwrite)

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .errors import DataError
+from vaezoo.errors import DataError
 
 DATA_ENV = "VAEZOO_DATA"
 

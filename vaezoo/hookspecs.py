@@ -19,32 +19,32 @@ PART_KINDS = ("encoder", "decoder", "likelihood", "prior", "divergence", "object
 
 @hookspec
 def register_encoders(register):
-    """Encoders: x -> q(z|x), a distribution object (see vaezoo.parts.Encoder)."""
+    """Encoders: x -> q(z|x), a distribution object (see vaezoo.model.parts.Encoder)."""
 
 
 @hookspec
 def register_decoders(register):
-    """Decoders: z -> parameters of p(x|z) (see vaezoo.parts.Decoder)."""
+    """Decoders: z -> parameters of p(x|z) (see vaezoo.model.parts.Decoder)."""
 
 
 @hookspec
 def register_likelihoods(register):
-    """Likelihoods: log p(x|z) from decoder output, and its mean (see vaezoo.parts.Likelihood)."""
+    """Likelihoods: log p(x|z) from decoder output, and its mean (see vaezoo.model.parts.Likelihood)."""
 
 
 @hookspec
 def register_priors(register):
-    """Priors p(z): log_prob and sample (see vaezoo.parts.Prior)."""
+    """Priors p(z): log_prob and sample (see vaezoo.model.parts.Prior)."""
 
 
 @hookspec
 def register_divergences(register):
-    """Divergences between q(z|x) and the prior (see vaezoo.parts.Divergence)."""
+    """Divergences between q(z|x) and the prior (see vaezoo.model.parts.Divergence)."""
 
 
 @hookspec
 def register_objectives(register):
-    """Objectives: combine the terms into the loss the optimiser minimises (see vaezoo.parts.Objective)."""
+    """Objectives: combine the terms into the loss the optimiser minimises (see vaezoo.model.parts.Objective)."""
 
 
 @hookspec

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import UnknownNameError, UsageError
+from vaezoo.errors import UnknownNameError, UsageError
 
 _TYPES = {"float": float, "int": int, "bool": bool, "str": str}
 _TRUE = {"1", "true", "yes", "on"}

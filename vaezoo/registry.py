@@ -21,9 +21,9 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
-from .errors import PluginConflictError, UnknownNameError, VaezooError
-from .variant import VariantSpec
+from vaezoo import hookspecs
+from vaezoo.errors import PluginConflictError, UnknownNameError, VaezooError
+from vaezoo.variant import VariantSpec
 
 ENTRY_POINT_GROUP = "vaezoo"
 BUILTIN_DISTRIBUTION = "vaezoo"

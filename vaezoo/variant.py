@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .hparams import Param, Schema
+from vaezoo.hparams import Param, Schema
 
 #: Parts every variant names; an objective is named separately.
 MODEL_PARTS = ("encoder", "decoder", "likelihood", "prior", "divergence")

@@ -12,11 +12,11 @@ import math
 import torch
 from torch import Tensor, nn
 
-from vaezoo.distributions import DiagonalGaussian
 from vaezoo.errors import UsageError
-from vaezoo.model import Pass
-from vaezoo.parts import BuildContext, Terms
-from vaezoo_plugins.conv_fashion.objective import BetaELBO
+from vaezoo.model.distributions import DiagonalGaussian
+from vaezoo.model.parts import BuildContext, Terms
+from vaezoo.model.vae import Pass
+from vaezoo_plugins.standard.objectives import BetaELBO
 
 
 def log_weight_matrix(batch_size: int, dataset_size: int, estimator: str) -> Tensor:

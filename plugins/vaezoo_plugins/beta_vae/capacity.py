@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vaezoo.model import Pass
-from vaezoo.parts import BuildContext, Terms
-from vaezoo_plugins.conv_fashion.objective import BetaELBO
+from vaezoo.model.parts import BuildContext, Terms
+from vaezoo.model.vae import Pass
+from vaezoo_plugins.standard.objectives import BetaELBO
 
 
 def capacity(step: int, capacity_max: float, capacity_steps: int) -> float:

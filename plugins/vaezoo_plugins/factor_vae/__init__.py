@@ -3,7 +3,7 @@
 from vaezoo import hookimpl
 from vaezoo.hparams import Param
 from vaezoo.variant import VariantSpec
-from vaezoo_plugins.conv_fashion import CONV_PARTS, CONV_TRAINING, beta_elbo_params
+from vaezoo_plugins.standard.presets import CONV_PARTS, CONV_TRAINING, beta_elbo_params
 
 
 @hookimpl

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vaezoo.model import Pass
-from vaezoo.parts import BuildContext, Terms
-from vaezoo_plugins.conv_fashion.objective import BetaELBO
+from vaezoo.model.parts import BuildContext, Terms
+from vaezoo.model.vae import Pass
+from vaezoo_plugins.standard.objectives import BetaELBO
 
 HIDDEN_LAYERS = 5  # 6 linear layers in all, as in the paper
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from vaezoo.distributions import DiagonalGaussian
-from vaezoo.parts import BuildContext, Prior
-from vaezoo_plugins.conv_fashion.gaussian import AnalyticGaussianKL
+from vaezoo.model.distributions import DiagonalGaussian
+from vaezoo.model.parts import BuildContext, Prior
+from vaezoo_plugins.standard.divergences import AnalyticGaussianKL
 
 
 def geometric_mean(q: DiagonalGaussian, p: DiagonalGaussian, alpha: float) -> DiagonalGaussian:

@@ -10,9 +10,9 @@ import torch
 from torch import Tensor, nn
 
 from vaezoo.errors import UsageError
-from vaezoo.model import Pass
-from vaezoo.parts import BuildContext, Terms
-from vaezoo_plugins.conv_fashion.objective import BetaELBO
+from vaezoo.model.parts import BuildContext, Terms
+from vaezoo.model.vae import Pass
+from vaezoo_plugins.standard.objectives import BetaELBO
 
 KERNELS = {
     "rbf": lambda d2, c: torch.exp(-d2 / c),

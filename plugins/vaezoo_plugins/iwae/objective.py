@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from vaezoo.bounds import log_mean_exp, log_weights
-from vaezoo.model import VAE
-from vaezoo.parts import BuildContext, Objective, Terms
+from vaezoo.model.bounds import log_mean_exp, log_weights
+from vaezoo.model.parts import BuildContext, Objective, Terms
+from vaezoo.model.vae import VAE
 
 
 class ImportanceWeightedBound(Objective):

@@ -1,21 +1,15 @@
-"""The VampPrior VAE: a learnt mixture prior, and the Monte Carlo KL that any prior can use."""
+"""The VampPrior VAE: a learnt mixture prior, measured with the standard Monte Carlo KL."""
 
 from vaezoo import hookimpl
 from vaezoo.hparams import Param
 from vaezoo.variant import VariantSpec
-from vaezoo_plugins.conv_fashion import CONV_PARTS, CONV_TRAINING, beta_elbo_params
+from vaezoo_plugins.standard.presets import CONV_PARTS, CONV_TRAINING, beta_elbo_params
 
 
 @hookimpl
 def register_priors(register):
     register("vamp", "vaezoo_plugins.vamp_vae.prior:VampPrior",
              "mixture of the encoder's posteriors at K learnt pseudo-inputs")
-
-
-@hookimpl
-def register_divergences(register):
-    register("monte-carlo-kl", "vaezoo_plugins.vamp_vae.prior:MonteCarloKL",
-             "one-sample estimate log q(z|x) - log p(z) of KL(q || p), for any prior")
 
 
 @hookimpl

@@ -1,4 +1,4 @@
-"""The VampPrior p(z) = (1/K) sum_k q(z|u_k) and the Monte Carlo KL it needs (no closed form)."""
+"""The VampPrior p(z) = (1/K) sum_k q(z|u_k); it has no closed-form KL (use monte-carlo-kl)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from vaezoo.distributions import DiagonalGaussian
-from vaezoo.parts import BuildContext, Prior
+from vaezoo.model.distributions import DiagonalGaussian
+from vaezoo.model.parts import BuildContext, Prior
 
 #: Pseudo-inputs start as near-black images, N(0.05, 0.01) per pixel as in the paper's code.
 INIT_MEAN, INIT_STD = 0.05, 0.01
@@ -39,13 +39,3 @@ class VampPrior(Prior):
         c = self.components()
         pick = torch.randint(len(c.mu), (n,), device=c.mu.device)
         return DiagonalGaussian(c.mu[pick], c.logvar[pick]).rsample()
-
-
-class MonteCarloKL(nn.Module):
-    """log q(z|x) - log p(z) at the pass's own sample z: unbiased for KL(q || p), any prior; [B]."""
-
-    def __init__(self, ctx: BuildContext):
-        super().__init__()
-
-    def forward(self, q: DiagonalGaussian, z: Tensor, prior: Prior) -> Tensor:
-        return q.log_prob(z) - prior.log_prob(z)

@@ -4,7 +4,7 @@ import math
 
 from torch import nn
 
-from vaezoo.distributions import DiagonalGaussian
+from vaezoo.model.distributions import DiagonalGaussian
 
 
 class MLPEncoder(nn.Module):

@@ -13,8 +13,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_tensors_to_bytes
 from torch import nn
 
-from .errors import WeightsError
-from .runs import atomic_write_bytes
+from vaezoo.errors import WeightsError
+from vaezoo.storage.runs import atomic_write_bytes
 
 FORMAT_KEY = "vaezoo_format"
 FORMAT = "1"

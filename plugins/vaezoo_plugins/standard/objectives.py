@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vaezoo.model import Pass
-from vaezoo.parts import BuildContext, Objective, Terms
+from vaezoo.model.parts import BuildContext, Objective, Terms
+from vaezoo.model.vae import Pass
 
 
 @torch.no_grad()

@@ -11,8 +11,8 @@ import math
 import torch
 from torch import Tensor
 
-from .distributions import DiagonalGaussian
-from .model import VAE
+from vaezoo.model.distributions import DiagonalGaussian
+from vaezoo.model.vae import VAE
 
 
 def log_weights(model: VAE, x: Tensor, k: int, q: DiagonalGaussian | None = None) -> Tensor:

@@ -16,12 +16,13 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from . import checkpoint, rng
-from .errors import UsageError, WeightsError
-from .hparams import HParams
-from .registry import Registry
-from .runs import CONFIG, METRICS_JSONL, RunDir
-from .variant import VariantSpec
+from vaezoo.errors import UsageError, WeightsError
+from vaezoo.hparams import HParams
+from vaezoo.registry import Registry
+from vaezoo.storage import checkpoint
+from vaezoo.storage.runs import CONFIG, METRICS_JSONL, RunDir
+from vaezoo.training import rng
+from vaezoo.variant import VariantSpec
 
 EPOCH_FILE = re.compile(r"epoch-(\d+)\.safetensors")  # written at each epoch end, all kept
 STEP_FILE = re.compile(r"step-(\d+)\.safetensors")  # mid-epoch (--checkpoint-every, Ctrl-C): newest only

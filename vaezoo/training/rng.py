@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import WeightsError
+from vaezoo.errors import WeightsError
 
 TORCH, CUDA = "rng/torch", "rng/cuda"
 

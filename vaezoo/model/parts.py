@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .distributions import DiagonalGaussian
-from .hparams import HParams
+from vaezoo.hparams import HParams
+from vaezoo.model.distributions import DiagonalGaussian
 
 
 @dataclass

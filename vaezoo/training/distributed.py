@@ -23,9 +23,9 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from . import rng
-from .errors import DistributedError, UsageError
-from .parts import Terms
+from vaezoo.errors import DistributedError, UsageError
+from vaezoo.model.parts import Terms
+from vaezoo.training import rng
 
 ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")  # what torchrun sets for every process it starts
 DEFAULT_TIMEOUT_S = 300

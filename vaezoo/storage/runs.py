@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import StorageError, UsageError, WeightsError
+from vaezoo.errors import StorageError, UsageError, WeightsError
 
 CONFIG = "config.json"
 METRICS_JSONL = "metrics.jsonl"

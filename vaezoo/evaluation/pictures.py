@@ -11,8 +11,8 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 from torchvision.utils import save_image
 
-from .data import as_float
-from .model import VAE
+from vaezoo.data import as_float
+from vaezoo.model.vae import VAE
 
 TRAVERSAL_RANGE = 3.0  # standard deviations of the prior either side of the posterior mean
 TRAVERSAL_STEPS = 11

@@ -17,14 +17,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import checkpoint
-from .errors import UsageError, WeightsError
-from .hparams import HParams
-from .model import VAE, build_model
-from .registry import PLUGINS_ENV, Registry, get_registry
-from .runs import CHECKPOINTS, CONFIG, MODEL
-from .training import weights_metadata
-from .variant import VariantSpec
+from vaezoo.errors import UsageError, WeightsError
+from vaezoo.hparams import HParams
+from vaezoo.model.vae import VAE, build_model
+from vaezoo.registry import PLUGINS_ENV, Registry, get_registry
+from vaezoo.storage import checkpoint
+from vaezoo.storage.runs import CHECKPOINTS, CONFIG, MODEL
+from vaezoo.training.loop import weights_metadata
+from vaezoo.variant import VariantSpec
 
 #: What a weights file may hold: the whole model, or the encoder or decoder alone.
 PARTS = ("model", "encoder", "decoder")

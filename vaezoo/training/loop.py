@@ -19,20 +19,22 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import __version__, checkpoint, resume, rng
-from .data import ImageData, shuffled_batches
-from .devices import synchronize
-from .distributed import World
-from .errors import NonFiniteLossError, TrainingInterrupted
-from .evaluation import elbo_sums, per_image
-from .hparams import HParams
-from .model import VAE, build_model, build_objective
-from .nonfinite import MAX_SKIPS_IN_A_ROW, Watch, describe, nonfinite_now
-from .parts import Objective, Terms
-from .registry import Registry
-from .runs import MODEL, RunDir
-from .stopping import StopRequests
-from .variant import VariantSpec
+from vaezoo import __version__
+from vaezoo.data import ImageData, shuffled_batches
+from vaezoo.devices import synchronize
+from vaezoo.errors import NonFiniteLossError, TrainingInterrupted
+from vaezoo.evaluation.measures import elbo_sums, per_image
+from vaezoo.hparams import HParams
+from vaezoo.model.parts import Objective, Terms
+from vaezoo.model.vae import VAE, build_model, build_objective
+from vaezoo.registry import Registry
+from vaezoo.storage import checkpoint
+from vaezoo.storage.runs import MODEL, RunDir
+from vaezoo.training import resume, rng
+from vaezoo.training.distributed import World
+from vaezoo.training.nonfinite import MAX_SKIPS_IN_A_ROW, Watch, describe, nonfinite_now
+from vaezoo.training.stopping import StopRequests
+from vaezoo.variant import VariantSpec
 
 PROGRESS_EVERY = 20  # steps between progress-bar refreshes (each one syncs with the device)
 
@@ -164,7 +166,7 @@ def _train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console,
     if not writes:
         return records
     checkpoint.write(run.path / MODEL, checkpoint.model_tensors(model), weights_metadata(config))
-    from .pictures import write_pictures
+    from vaezoo.evaluation.pictures import write_pictures
 
     write_pictures(model, loop.data.test, records, run.path)
     return records

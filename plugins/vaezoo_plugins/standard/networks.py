@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vaezoo.distributions import DiagonalGaussian
 from vaezoo.errors import UsageError
-from vaezoo.layers import ConvTranspose2d
-from vaezoo.parts import BuildContext
+from vaezoo.model.distributions import DiagonalGaussian
+from vaezoo.model.layers import ConvTranspose2d
+from vaezoo.model.parts import BuildContext
 
 HIDDEN = 256
 CHANNELS = 32

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .distributions import DiagonalGaussian
-from .hparams import HParams
-from .parts import BuildContext, Objective
-from .registry import Registry
-from .variant import MODEL_PARTS, VariantSpec
+from vaezoo.hparams import HParams
+from vaezoo.model.distributions import DiagonalGaussian
+from vaezoo.model.parts import BuildContext, Objective
+from vaezoo.registry import Registry
+from vaezoo.variant import MODEL_PARTS, VariantSpec
 
 
 @dataclass

@@ -8,11 +8,12 @@ from typing import Any
 
 import torch
 
-from . import __version__, checkpoint
-from .errors import UsageError
-from .loading import PARTS, Artifact
-from .registry import Registry
-from .runs import CONFIG, MODEL, atomic_write_json, refuse_overwrite
+from vaezoo import __version__
+from vaezoo.errors import UsageError
+from vaezoo.registry import Registry
+from vaezoo.storage import checkpoint
+from vaezoo.storage.loading import PARTS, Artifact
+from vaezoo.storage.runs import CONFIG, MODEL, atomic_write_json, refuse_overwrite
 
 FORMATS = ("safetensors",)
 SUFFIX = ".safetensors"

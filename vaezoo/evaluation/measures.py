@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .bounds import log_mean_exp, log_weights
-from .data import ordered_batches
-from .distributions import DiagonalGaussian
-from .model import VAE
+from vaezoo.data import ordered_batches
+from vaezoo.model.bounds import log_mean_exp, log_weights
+from vaezoo.model.distributions import DiagonalGaussian
+from vaezoo.model.vae import VAE
 
 #: Decoded images per decoder call; bounds memory when k samples of a whole batch are decoded.
 SAMPLES_PER_PASS = 4096

@@ -1,0 +1,47 @@
+"""The standard parts every variant can build on: the 32x32 conv encoder and decoder, the Bernoulli
+likelihood, the standard normal prior, the analytic and Monte Carlo KL, and the beta-ELBO objective.
+
+Registered by name like any plugin's parts; their classes and the recipe presets
+(`vaezoo_plugins.standard.presets`) are a public import path for plugins that extend them.
+"""
+
+from vaezoo import hookimpl
+
+_HERE = "vaezoo_plugins.standard"
+
+
+@hookimpl
+def register_encoders(register):
+    register("conv32", f"{_HERE}.networks:ConvEncoder32",
+             "3 stride-2 convs + 2 dense layers, Gaussian heads for mu and log-variance (32x32 input)")
+
+
+@hookimpl
+def register_decoders(register):
+    register("conv32", f"{_HERE}.networks:ConvDecoder32",
+             "3 dense layers + 3 stride-2 transposed convs to per-pixel logits (32x32 output)")
+
+
+@hookimpl
+def register_likelihoods(register):
+    register("bernoulli", f"{_HERE}.likelihoods:BernoulliLikelihood",
+             "Bernoulli pixels from logits: log p(x|z) = -sum BCE-with-logits")
+
+
+@hookimpl
+def register_priors(register):
+    register("standard-normal", f"{_HERE}.priors:StandardNormalPrior", "N(0, I)")
+
+
+@hookimpl
+def register_divergences(register):
+    register("gaussian-kl", f"{_HERE}.divergences:AnalyticGaussianKL",
+             "closed-form KL(q || p) between diagonal Gaussians, per latent dimension")
+    register("monte-carlo-kl", f"{_HERE}.divergences:MonteCarloKL",
+             "one-sample estimate log q(z|x) - log p(z) of KL(q || p), for any prior")
+
+
+@hookimpl
+def register_objectives(register):
+    register("beta-elbo", f"{_HERE}.objectives:BetaELBO",
+             "reconstruction + beta * divergence + lambda * sum of squared parameters")

@@ -1,0 +1,1 @@
+"""Files: the run folder, safetensors weights and checkpoints, loading and exporting models."""

@@ -1,0 +1,1 @@
+"""Training: the one generic loop, resuming, non-finite checks, stop signals, torchrun, random states."""
