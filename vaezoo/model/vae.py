@@ -61,6 +61,16 @@ class VAE(nn.Module):
         return self.likelihood.mean(self.decoder(z))
 
     @torch.no_grad()
+    def representation(self, x: Tensor) -> Tensor:
+        """[B, D] the code people traverse and metrics read: the posterior mean."""
+        return self.encoder(x).mean
+
+    @torch.no_grad()
+    def decode_representation(self, z: Tensor) -> Tensor:
+        """Images decoded from codes shaped like `representation`'s."""
+        return self.decode_mean(z)
+
+    @torch.no_grad()
     def sample(self, n: int) -> Tensor:
         return self.decode_mean(self.prior.sample(n))
 
