@@ -190,8 +190,8 @@ def evaluation_throughput(data_root, k, images, device):
 
     from vaezoo.data import ordered_batches
     from vaezoo.evaluation.measures import elbo_terms
-    from vaezoo.model.bounds import log_mean_exp, log_weights
-    from vaezoo.model.vae import build_model
+    from vaezoo.model import build_model
+    from vaezoo.model.bounds import importance_log_likelihood
 
     registry, spec, hp = conv_fashion()
     test = load_fashion_mnist(data_root).test[:images].to(device)
@@ -201,7 +201,7 @@ def evaluation_throughput(data_root, k, images, device):
     @torch.no_grad()
     def importance_bound(images):
         for x in ordered_batches(images, iw_batch):
-            log_mean_exp(log_weights(model, x, k)).sum().item()
+            importance_log_likelihood(model, x, k).sum().item()
 
     def rate(measure, warm_up: int) -> float:
         measure(test[:warm_up])
@@ -220,14 +220,14 @@ def profile(args) -> None:
     from vaezoo_plugins.datasets.idx import load_fashion_mnist
 
     from vaezoo.data import shuffled_batches
-    from vaezoo.model.vae import build_model, build_objective
+    from vaezoo.model import build_model, build_objective
     from vaezoo.training.loop import build_optimizers
 
     with torch_profile() as before:
         plain_train("fixed", args.torchvision_root, args.batch_size, 1, args.steps or 30, args.seed, args.device)
     registry, spec, hp = conv_fashion(batch_size=args.batch_size)
     model = build_model(spec, hp, (1, 32, 32), registry)
-    objective = build_objective(spec, hp, model, registry)
+    objective = build_objective(model, registry)
     optimizer = build_optimizers(model, objective, hp)["model"]
     images = load_fashion_mnist(args.data).train
     batches = shuffled_batches(images, args.batch_size, torch.Generator().manual_seed(args.seed))

@@ -109,15 +109,10 @@ def small_run(tmp_path_factory) -> Path:
 @pytest.fixture
 def build_variant():
     """build_variant("iwae", k=3) -> (model, objective) on 1x32x32 inputs, from the real registry."""
-    from vaezoo.model.vae import build_model, build_objective
-    from vaezoo.registry import get_registry
+    from vaezoo.testing import build_variant
 
     def build(name: str, dataset_size: int = 1024, **overrides):
-        registry = get_registry()
-        spec = registry.variant(name)
-        hp = spec.schema.resolve(overrides)
-        model = build_model(spec, hp, (1, 32, 32), registry)
-        return model, build_objective(spec, hp, model, registry, dataset_size=dataset_size)
+        return build_variant(name, dataset_size=dataset_size, seed=None, **overrides)
 
     return build
 

@@ -17,8 +17,8 @@ from torch import nn
 from vaezoo_plugins.datasets.synthetic import load_synthetic
 
 from vaezoo.data import as_float
+from vaezoo.model import build_model
 from vaezoo.model.parts import Objective, Terms
-from vaezoo.model.vae import build_model
 from vaezoo.registry import get_registry
 from vaezoo.training import rng
 from vaezoo.training.distributed import launch

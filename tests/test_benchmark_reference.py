@@ -9,7 +9,7 @@ import pytest
 import torch
 from vaezoo_plugins.datasets.idx import FILES
 
-from vaezoo.model.vae import build_model
+from vaezoo.model import build_model
 from vaezoo.registry import get_registry
 
 from .conftest import ROOT

@@ -170,8 +170,8 @@ def test_one_step_equals_a_single_process_step_on_the_union(tmp_path, monkeypatc
 
     from vaezoo.data import as_float
     from vaezoo.evaluation.measures import elbo_sums
+    from vaezoo.model import build_model, build_objective
     from vaezoo.model.distributions import DiagonalGaussian
-    from vaezoo.model.vae import build_model, build_objective
     from vaezoo.registry import get_registry
     from vaezoo.training import rng
     from vaezoo.training.loop import build_optimizers
@@ -188,7 +188,7 @@ def test_one_step_equals_a_single_process_step_on_the_union(tmp_path, monkeypatc
     hp = spec.schema.resolve(texts=[f"batch_size={per_rank}", "lr=1e-3", f"latent_dim={latent}"])
     rng.seed_all(seed)  # as train() does before building
     model = build_model(spec, hp, data.input_shape, registry)
-    objective = build_objective(spec, hp, model, registry, dataset_size=data.train.shape[0])
+    objective = build_objective(model, registry, dataset_size=data.train.shape[0])
     optimizer = build_optimizers(model, objective, hp)["model"]
     order = torch.randperm(data.train.shape[0], generator=torch.Generator().manual_seed(seed))
     union = as_float(data.train[order[:2 * per_rank]])  # rank r trains on the r-th half

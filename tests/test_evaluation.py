@@ -13,13 +13,14 @@ from torch import nn
 from vaezoo_plugins.standard.divergences import AnalyticGaussianKL
 from vaezoo_plugins.standard.likelihoods import BernoulliLikelihood
 from vaezoo_plugins.standard.priors import StandardNormalPrior
+from vaezoo_plugins.standard.structures import SingleLatent
 
-from vaezoo.evaluation.measures import ACTIVE_UNIT_THRESHOLD, evaluate, importance_log_likelihood
+from vaezoo.evaluation.measures import ACTIVE_UNIT_THRESHOLD, evaluate
 from vaezoo.hparams import HParams
-from vaezoo.model.bounds import log_weights
+from vaezoo.model.bounds import importance_log_likelihood
 from vaezoo.model.distributions import DiagonalGaussian
 from vaezoo.model.parts import BuildContext
-from vaezoo.model.vae import VAE
+from vaezoo.model.structure import Structure
 
 W = np.array([2.0, -1.5, 1.0, 0.5])
 B = np.array([0.2, -0.3, 0.1, 0.0])
@@ -52,10 +53,15 @@ class TinyDecoder(nn.Module):
         return self.linear(z).unflatten(-1, (1, 2, 2))
 
 
-def tiny_model(slope: float = 0.3) -> VAE:
+def tiny_model(slope: float = 0.3) -> Structure:
+    """The single-latent structure around the tiny parts (given to it prebuilt through the context)."""
     ctx = BuildContext(HParams({"latent_dim": 1}), (1, 2, 2))
-    ctx.built["prior"] = StandardNormalPrior(ctx)
-    return VAE(TinyEncoder(slope), TinyDecoder(), BernoulliLikelihood(ctx), ctx.built["prior"], AnalyticGaussianKL(ctx))
+    ctx.built.update(encoder=TinyEncoder(slope), decoder=TinyDecoder(), likelihood=BernoulliLikelihood(ctx),
+                     prior=StandardNormalPrior(ctx))
+    ctx.built["divergence"] = AnalyticGaussianKL(ctx)
+    model = SingleLatent(ctx)
+    model.input_shape = ctx.input_shape
+    return model
 
 
 #: All 16 binary 2x2 images, [16, 1, 2, 2] floats in {0, 1}.
@@ -102,7 +108,7 @@ def test_one_sample_is_exactly_the_one_sample_elbo():
     torch.manual_seed(3)
     q = model.encoder(PATTERNS)
     z = q.rsample()
-    by_hand = (model.likelihood.log_prob(PATTERNS, model.decoder(z)) + model.prior.log_prob(z) - q.log_prob(z))
+    by_hand = (model.likelihood.log_prob(PATTERNS, model.decoder(z)) + model.prior().log_prob(z) - q.log_prob(z))
     torch.testing.assert_close(estimate, by_hand, rtol=0, atol=1e-5)
 
 
@@ -113,7 +119,7 @@ def test_one_sample_estimate_averages_to_the_elbo():
     model = tiny_model()
     draws = 20_000
     with torch.no_grad():
-        log_w = log_weights(model, PATTERNS, draws).double()  # [draws, 16]: draws independent K = 1 estimates
+        log_w = sum(model.importance_draw(PATTERNS)(draws)).double()  # [draws, 16]: independent K = 1 estimates
         one_pass = model(PATTERNS.repeat(2000, 1, 1, 1))  # 2,000 draws of each pattern in one batch
     mean, se = log_w.mean(0).numpy(), (log_w.std(0) / draws**0.5).numpy()
     assert np.all(np.abs(mean - elbo) < 4 * se + 1e-4), (mean - elbo, se)

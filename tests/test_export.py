@@ -311,7 +311,7 @@ def test_evaluate_on_real_fashion_mnist(exported, tmp_path):
 @pytest.mark.parametrize("variant", sorted(vaezoo.registry.get_registry().names("variant")))
 def test_every_variant_rebuilds_from_its_metadata_alone(variant, tmp_path):
     """Weights written with a variant's metadata come back as the same model: same tensors, same outputs."""
-    from vaezoo.model.vae import build_model
+    from vaezoo.model import build_model
     from vaezoo.training.loop import weights_metadata
 
     registry = vaezoo.registry.get_registry()

@@ -65,8 +65,16 @@ def test_half_skew_is_symmetric_and_zero_only_for_equal_distributions():
     assert float(skew_geometric_js(q, q, 0.5)) == pytest.approx(0.0, abs=1e-12)
 
 
+class MixturePrior(torch.nn.Module):
+    """A prior that is not one Gaussian: an equal mixture of two."""
+
+    def forward(self):
+        components = DiagonalGaussian(torch.tensor([[-1.0, 0.0], [1.0, 0.0]]), torch.zeros(2, 2))
+        return torch.distributions.MixtureSameFamily(torch.distributions.Categorical(logits=torch.zeros(2)), components)
+
+
 def test_part_needs_a_gaussian_prior():
     ctx = BuildContext(HParams({"alpha": 0.5, "dual": False, "latent_dim": 2}), (1, 32, 32),
-                       built={"prior": torch.nn.Identity()})
+                       built={"prior": MixturePrior()})
     with pytest.raises(UsageError, match="Gaussian prior"):
         GeometricJS(ctx)

@@ -192,6 +192,10 @@ class EveryHook:
         register("t-dec", "m:D")
 
     @hookimpl
+    def register_structures(self, register):
+        register("t-struct", "m:S")
+
+    @hookimpl
     def register_likelihoods(self, register):
         register("t-lik", "m:L")
 
@@ -224,7 +228,7 @@ def test_each_hook_registers_its_kind():
     info = registry.add_plugin(EveryHook(), "every")
     assert info.error is None
     assert sorted(kind for kind, _ in info.registered) == sorted(HOOK_KINDS.values())
-    short = {"encoder": "enc", "decoder": "dec", "likelihood": "lik", "prior": "prior", "divergence": "div",
+    short = {"structure": "struct", "encoder": "enc", "decoder": "dec", "likelihood": "lik", "prior": "prior", "divergence": "div",
              "objective": "obj", "dataset": "data", "variant": "var"}
     for kind in HOOK_KINDS.values():
         assert registry.names(kind) == [f"t-{short[kind]}"]

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from vaezoo.model.vae import build_model, build_objective
+from vaezoo.model import build_model, build_objective
 from vaezoo.registry import get_registry
 from vaezoo.training.loop import build_optimizers
 
@@ -20,7 +20,7 @@ def _setup(synthetic, **overrides):
     hp = spec.schema.resolve({"lambda": LAMBDA, "lr": LR, **overrides})
     torch.manual_seed(0)
     model = build_model(spec, hp, synthetic.input_shape, registry)
-    return model, build_objective(spec, hp, model, registry)
+    return model, build_objective(model, registry)
 
 
 def _train_with_penalty_in_loss(model, batches):

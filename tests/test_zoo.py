@@ -12,7 +12,7 @@ import torch
 
 from vaezoo.data import ImageData
 from vaezoo.evaluation.measures import elbo_terms
-from vaezoo.model.vae import build_model
+from vaezoo.model import build_model
 from vaezoo.registry import get_registry
 from vaezoo.storage import checkpoint
 from vaezoo.storage.runs import MODEL, RunDir

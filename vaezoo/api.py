@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vaezoo import __version__
-from vaezoo.errors import DataError, UsageError
+from vaezoo.errors import DataError, UsageError, WeightsError
 from vaezoo.registry import Registry, get_registry
-from vaezoo.storage.runs import RunDir, refuse_overwrite
+from vaezoo.storage.runs import CONFIG, PARENT, RunDir, refuse_overwrite
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -40,6 +40,7 @@ def load(path: str | Path, *, device: str = "cpu") -> nn.Module:
 
 
 def train(variant: str, *, hparams: Mapping[str, Any] | None = None, options: Iterable[str] = (),
+          parts: Mapping[str, str] | None = None, parent: str | Path | None = None,
           dataset: str | None = None, data_dir: str | Path | None = None, out: str | Path | None = None,
           overwrite: bool = False, seed: int = 0, max_steps: int | None = None, device: str = "auto",
           checkpoint_every: int | None = None, skip_nonfinite: bool = False, dist_timeout: float | None = None,
@@ -47,13 +48,20 @@ def train(variant: str, *, hparams: Mapping[str, Any] | None = None, options: It
     """Train `variant` into a new run folder and return its path (None on processes other than rank 0
     under torchrun).
 
-    `hparams` are typed values, `options` "key=value" texts (as `-o` on the command line).
+    `hparams` are typed values, `options` "key=value" texts (as `-o` on the command line), `parts`
+    swaps registered parts by kind (as `--part kind=name`), `parent` is the finished run (or weights
+    file) a second-stage variant trains on; its dataset is the default then.
     """
-    spec = get_registry().variant(variant)
-    hp = spec.schema.resolve(hparams, texts=options)
-    dataset_name = dataset or spec.dataset
+    from vaezoo.variant import Recipe
+
+    registry = get_registry()
+    spec = registry.variant(variant)
+    recipe = Recipe.of(spec, registry, parts)
+    hp = recipe.schema.resolve(hparams, texts=options)
+    stage = _open(parent, "cpu", registry) if parent is not None else None
+    dataset_name = dataset or (stage.metadata["dataset"] if stage is not None else spec.dataset)
     out_path = Path(out) if out is not None else Path("runs") / spec.name / datetime.now().strftime("%Y%m%d-%H%M%S")
-    return _train(spec, hp, dataset_name, seed, max_steps,
+    return _train(spec, hp, dataset_name, seed, max_steps, recipe.swaps(), stage,
                   lambda main: RunDir.create(out_path, overwrite=overwrite) if main else RunDir(out_path),
                   data_dir=data_dir, device=device, checkpoint_every=checkpoint_every,
                   skip_nonfinite=skip_nonfinite, dist_timeout=dist_timeout, console=console, out_named=out is not None)
@@ -66,8 +74,12 @@ def resume_training(run: str | Path, *, epochs: int | str | None = None, data_di
     from vaezoo.training.resume import stored_run
 
     folder = RunDir.existing(Path(run))
-    spec, hp, dataset_name, seed, max_steps = stored_run(folder, get_registry(), None if epochs is None else str(epochs))
-    return _train(spec, hp, dataset_name, seed, max_steps, lambda main: folder, data_dir=data_dir, device=device,
+    stored = stored_run(folder, get_registry(), None if epochs is None else str(epochs))
+    stage = _open(folder.path / PARENT, "cpu", get_registry()) if stored.parent else None
+    if stage is not None and stage.describe() != stored.parent:
+        raise WeightsError(f"{folder.path / PARENT} is not the parent stage that {folder.path / CONFIG} records")
+    return _train(stored.spec, stored.hp, stored.dataset, stored.seed, stored.max_steps, stored.parts, stage,
+                  lambda main: folder, data_dir=data_dir, device=device,
                   checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite, dist_timeout=dist_timeout,
                   console=console, resumed=True)
 
@@ -153,7 +165,7 @@ def sample(path: str | Path, out: str | Path | None = None, *, mode: str = "prio
 
 
 def _train(spec: VariantSpec, hp: HParams, dataset_name: str, seed: int, max_steps: int | None,
-           run_folder: Callable[[bool], RunDir], *, data_dir: str | Path | None, device: str,
+           parts: Mapping[str, str], stage: Artifact | None, run_folder: Callable[[bool], RunDir], *, data_dir: str | Path | None, device: str,
            checkpoint_every: int | None, skip_nonfinite: bool, dist_timeout: float | None,
            console: Console | None, resumed: bool = False, out_named: bool = True) -> Path | None:
     """Load the data, then take the run folder (created only once the inputs check out, and only by
@@ -180,7 +192,13 @@ def _train(spec: VariantSpec, hp: HParams, dataset_name: str, seed: int, max_ste
     processes = f" x {world.size} processes ({world.backend})" if world.launched else ""
     console.print(f"training [bold]{spec.name}[/] on {data.name} ({data.train.shape[0]} images) on {torch_device}"
                   f"{processes}; run folder {run.path}", highlight=False)
-    setup = TrainSetup(spec, hp, data, torch_device, seed=seed, max_steps=max_steps, world=world)
+    if stage is not None and stage.input_shape != data.input_shape:
+        raise DataError(f"the parent model takes images of shape {stage.input_shape}; dataset {data.name} "
+                        f"gives {data.input_shape}")
+    setup = TrainSetup(spec, hp, data, torch_device, seed=seed, max_steps=max_steps, world=world, parts=parts,
+                       parent=stage.vae() if stage is not None else None,
+                       parent_metadata=stage.describe() if stage is not None else None,
+                       provenance=registry.provenance("variant", spec.name))
     with world.joined():
         train_run(setup, run, registry, console, resume_run=resumed, checkpoint_every=checkpoint_every,
                   skip_nonfinite=skip_nonfinite)

@@ -77,53 +77,86 @@ def list_command(
         specs = [(e.plugin, registry.variant(e.name)) for e in registry.entries("variant")]
         if as_json:
             _print_json([{"name": s.name, "description": s.description, "parts": dict(s.parts),
-                          "objective": s.objective, "dataset": s.dataset, "paper": s.paper, "plugin": p}
+                          "structure": s.structure, "objective": s.objective, "parent_needs": list(s.parent_needs),
+                          "dataset": s.dataset, "paper": s.paper, "plugin": p}
                          for p, s in specs])
         else:
             table = Table("variant", "parts", "dataset", "description", title="Variants")
             for _, s in specs:
-                parts = "\n".join(f"{k} {v}" for k, v in {**s.parts, "objective": s.objective}.items())
-                table.add_row(s.name, parts, s.dataset, s.description)
+                parts = "\n".join(f"{k} {v}" for k, v in s.default_parts().items())
+                stage = f"\n(second stage: --parent RUN with {', '.join(s.parent_needs)})" if s.parent_needs else ""
+                table.add_row(s.name, parts, s.dataset, s.description + stage)
             out.print(table)
     _warn_failures()
 
 
 @app.command("plugins")
-def plugins_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+def plugins_command(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    check: bool = typer.Option(False, "--check", help="Also import every registered target and build every variant "
+                               "(parts fit together, a forward pass and the loss run); show plugin tracebacks."),
+) -> None:
     """Show each plugin, where it comes from, what it registers, and failures."""
-    infos = sorted(get_registry().plugins.values(), key=lambda p: (not p.builtin, p.name))
+    registry = get_registry()
+    infos = sorted(registry.plugins.values(), key=lambda p: (not p.builtin, p.name))
     rows = [{"name": p.name, "distribution": p.distribution, "version": p.version, "builtin": p.builtin,
-             "registers": [f"{k} {n}" for k, n in p.registered], "error": p.error} for p in infos]
+             "registers": [f"{k} {n}" for k, n in p.registered], "error": p.error,
+             "unknown_hooks": p.unknown_hooks} for p in infos]
+    problems = []
+    if check:
+        from vaezoo.checks import check_plugins
+
+        problems = check_plugins(registry)
     if as_json:
-        _print_json(rows)
-        return
-    table = Table("plugin", "from", "registers", "status", title="Plugins")
-    for r in rows:
-        origin = f"{r['distribution'] or '?'} {r['version'] or ''}".strip() + (" (built-in)" if r["builtin"] else "")
-        status = f"[red]failed: {r['error']}[/]" if r["error"] else "[green]ok[/]"
-        table.add_row(r["name"], origin, "\n".join(r["registers"]), status)
-    out.print(table)
+        _print_json({"plugins": rows, "problems": [vars(p) for p in problems]} if check else rows)
+    else:
+        table = Table("plugin", "from", "registers", "status", title="Plugins")
+        for r in rows:
+            origin = f"{r['distribution'] or '?'} {r['version'] or ''}".strip() + (" (built-in)" if r["builtin"] else "")
+            status = f"[red]failed: {escape(r['error'])}[/]" if r["error"] else "[green]ok[/]"
+            if r["unknown_hooks"]:
+                status += f"\n[yellow]functions named like no hook: {', '.join(r['unknown_hooks'])}[/]"
+            table.add_row(r["name"], origin, "\n".join(r["registers"]), status)
+        out.print(table)
+        for problem in problems:
+            err.print(f"[red]problem:[/] {escape(problem.what)}: {escape(problem.message)}", highlight=False,
+                      soft_wrap=True)
+            if problem.traceback:
+                err.print(escape(problem.traceback.rstrip()), highlight=False, soft_wrap=True)
+        if check and not problems:
+            out.print("[green]every plugin imports, and every variant builds and runs a forward pass[/]")
+    if problems:
+        raise typer.Exit(1)
 
 
 @app.command("info")
 def info_command(
     variant: str = typer.Argument(..., help="A registered variant name (see `vaezoo list`)."),
+    part: List[str] = typer.Option([], "--part", help="Show the recipe with a part swapped, as kind=name."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Show a variant's parts and hyperparameters with types, defaults, valid ranges and help."""
-    spec = get_registry().variant(variant)
+    """Show a variant's parts and hyperparameters (its parts' own included) with types, defaults, ranges and help."""
+    from vaezoo.variant import Recipe
+
+    registry = get_registry()
+    spec = registry.variant(variant)
+    recipe = Recipe.of(spec, registry, _part_swaps(part))
     params = [{"name": p.name, "type": p.type, "default": p.default, "range": p.range_text, "help": p.help}
-              for p in spec.schema]
+              for p in recipe.schema]
     if as_json:
         _print_json({"name": spec.name, "description": spec.description, "paper": spec.paper,
-                     "parts": dict(spec.parts), "objective": spec.objective, "dataset": spec.dataset,
-                     "params": params})
+                     "parts": {k: v for k, v in recipe.parts.items() if k not in ("structure", "objective")},
+                     "structure": recipe.parts["structure"], "objective": recipe.parts["objective"],
+                     "parent_needs": list(spec.parent_needs), "dataset": spec.dataset, "params": params})
         return
     out.print(f"[bold]{spec.name}[/]: {spec.description}", highlight=False)
     if spec.paper:
         out.print(f"paper: {spec.paper}", highlight=False)
-    out.print("parts: " + ", ".join(f"{k}={v}" for k, v in spec.parts.items())
-              + f", objective={spec.objective}; dataset: {spec.dataset}", highlight=False)
+    out.print("parts: " + ", ".join(f"{k}={v}" for k, v in recipe.parts.items()) + f"; dataset: {spec.dataset}",
+              highlight=False)
+    if spec.parent_needs:
+        out.print(f"second stage: train it with --parent RUN, a finished run whose model has "
+                  f"{', '.join(spec.parent_needs)}", highlight=False)
     table = Table("option", "type", "default", "valid range", "help", title="Hyperparameters (-o name=value)")
     for p in params:
         table.add_row(p["name"], p["type"], str(p["default"]), p["range"], p["help"])
@@ -138,6 +171,10 @@ def train_command(
     batch_size: Optional[str] = typer.Option(None, "--batch-size", help="Images per step and process: under torchrun the global batch is this times the number of processes."),
     lr: Optional[str] = typer.Option(None, "--lr", help="Adam learning rate."),
     option: List[str] = typer.Option([], "-o", "--option", help="Any hyperparameter as key=value (see `vaezoo info`)."),
+    part: List[str] = typer.Option([], "--part", help="Swap a registered part, as kind=name (e.g. likelihood=gaussian); "
+                                   "`vaezoo list --parts` lists them."),
+    parent: Optional[Path] = typer.Option(None, "--parent", help="For a second-stage variant: the finished run "
+                                          "(or weights file) it trains on."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for initialisation, noise and data order (default 0)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/VARIANT/TIMESTAMP)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run already in --out (once the new one's inputs check out)."),
@@ -156,6 +193,7 @@ def train_command(
     registry = get_registry()
     if resume is not None:
         given = {"VARIANT": variant, "--beta": beta, "--batch-size": batch_size, "--lr": lr, "-o": option or None,
+                 "--part": part or None, "--parent": parent,
                  "--seed": seed, "--out": out_dir, "--overwrite": overwrite or None, "--dataset": dataset,
                  "--max-steps": max_steps}
         refused = [name for name, value in given.items() if value is not None]
@@ -180,7 +218,7 @@ def train_command(
                 texts.append(f"{name}={value}")
         from vaezoo.api import train
 
-        path = train(spec.name, options=[*texts, *option], dataset=dataset, data_dir=data_dir, out=out_dir,
+        path = train(spec.name, options=[*texts, *option], parts=_part_swaps(part), parent=parent, dataset=dataset, data_dir=data_dir, out=out_dir,
                      overwrite=overwrite, seed=0 if seed is None else seed, max_steps=max_steps, device=device,
                      checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite,
                      dist_timeout=dist_timeout, console=err)
@@ -189,6 +227,17 @@ def train_command(
     last = RunDir(path).read_metrics()[-1]
     out.print(f"done: test negative ELBO {last['test']['neg_elbo']:.2f} nats per image; run folder {path}",
               highlight=False)
+
+
+def _part_swaps(texts: List[str]) -> dict[str, str]:
+    """["likelihood=gaussian"] -> {"likelihood": "gaussian"}; kinds and names are checked by the recipe."""
+    swaps = {}
+    for text in texts:
+        kind, sep, name = text.partition("=")
+        if not sep or not kind.strip() or not name.strip():
+            raise UsageError(f"--part '{text}' must look like kind=name (e.g. likelihood=gaussian)")
+        swaps[kind.strip()] = name.strip()
+    return swaps
 
 
 SOURCE_HELP = "A run folder, an exported .safetensors file or folder, or a training checkpoint."
@@ -209,26 +258,59 @@ def evaluate_command(
 ) -> None:
     """Measure a trained model on held-out images: -ELBO, its terms, -log p(x), active units, MSE."""
     from vaezoo.api import evaluate
-    from vaezoo.evaluation.measures import ACTIVE_UNIT_THRESHOLD
 
     r = evaluate(source, split=split, importance_samples=importance_samples, batch_size=batch_size, seed=seed,
                  data_dir=data_dir, device=device, out=out_file, overwrite=overwrite)
     out.print(f"{r['variant']} on {r['dataset']} {r['split']}: {r['images']:,} images in {r['seconds']:.1f} s",
               highlight=False)
-    table = Table("measure (per image)", "value")
-    table.add_row("negative ELBO (beta = 1), nats", f"{r['neg_elbo']:.2f}")
-    table.add_row("  reconstruction -log p(x|z)", f"{r['recon']:.2f}")
-    table.add_row("  KL(q(z|x) || p(z))", f"{r['kl']:.2f}")
-    table.add_row(f"-log p(x), {r['importance_samples']} importance samples", f"{r['nll']:.2f}")
-    table.add_row("reconstruction MSE per pixel", f"{r['mse']:.5f}")
-    dims = len(r["posterior_mean_variance"])
-    table.add_row(f"active units (Var[E q(z|x)] > {ACTIVE_UNIT_THRESHOLD:g})", f"{r['active_units']} / {dims}")
-    out.print(table)
-    per_dim = Table("dim", "KL", "Var[E q(z|x)]", title="Per latent dimension")
-    for d, variance in enumerate(r["posterior_mean_variance"]):
-        per_dim.add_row(str(d), f"{r['kl_per_dim'][d]:.3f}" if "kl_per_dim" in r else "-", f"{variance:.3f}")
-    out.print(per_dim)
+    out.print(_measures_table(r))
+    if "kl_per_dim" in r or "posterior_mean_variance" in r:
+        per_dim = Table("dim", "KL", "Var[E q(z|x)]", title="Per latent dimension")
+        kl, variance = r.get("kl_per_dim", []), r.get("posterior_mean_variance", [])
+        for d in range(max(len(kl), len(variance))):
+            per_dim.add_row(str(d), f"{kl[d]:.3f}" if d < len(kl) else "-",
+                            f"{variance[d]:.3f}" if d < len(variance) else "-")
+        out.print(per_dim)
+    if "kl_per_group" in r:
+        groups = Table("group", "KL", title="Per latent group")
+        for g, value in enumerate(r["kl_per_group"]):
+            groups.add_row(str(g), f"{value:.3f}")
+        out.print(groups)
+    for measure, reason in r.get("not_applicable", {}).items():
+        out.print(f"{measure}: not applicable, {reason}", highlight=False)
     out.print(f"wrote {r['saved_to']}", highlight=False)
+
+
+#: Per-image measures evaluate may return, in display order, with their labels.
+MEASURE_LABELS = {
+    "neg_elbo": "negative ELBO (beta = 1), nats",
+    "recon": "  reconstruction -log p(x|z)",
+    "kl": "  KL(q(z|x) || p(z))",
+    "divergence": "training divergence (not the KL)",
+    "neg_elbo_bits_per_dim": "negative ELBO, bits per dimension",
+    "nll": "-log p(x), {importance_samples} importance samples",
+    "nll_bits_per_dim": "-log p(x), bits per dimension",
+    "mse": "reconstruction MSE per pixel",
+}
+
+
+def _measures_table(r: dict) -> Table:
+    """The measures evaluate returned, those that apply to the model, then the structure's own."""
+    from vaezoo.evaluation.measures import ACTIVE_UNIT_THRESHOLD
+
+    table = Table("measure (per image)", "value")
+    for key, label in MEASURE_LABELS.items():
+        if key in r:
+            text = label.format(**r)
+            if key == "kl" and r.get("kl_estimated"):
+                text += " (Monte Carlo estimate)"
+            table.add_row(text, f"{r[key]:.5f}" if key == "mse" else f"{r[key]:.2f}")
+    if "active_units" in r:
+        table.add_row(f"active units (Var[E q(z|x)] > {ACTIVE_UNIT_THRESHOLD:g})",
+                      f"{r['active_units']} / {len(r['posterior_mean_variance'])}")
+    for key, value in r.get("structure_measures", {}).items():
+        table.add_row(key.replace("_", " "), f"{value:.4g}")
+    return table
 
 
 @app.command("export")

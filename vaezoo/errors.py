@@ -24,13 +24,17 @@ class UsageError(VaezooError):
 class UnknownNameError(UsageError):
     """A name that is not registered; the message suggests the closest known names."""
 
-    def __init__(self, kind: str, name: str, known: Iterable[str]):
+    def __init__(self, kind: str, name: str, known: Iterable[str], note: str = ""):
         known = sorted(known)
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         listing = f" Known: {', '.join(known)}." if known and not close else ""
-        super().__init__(f"unknown {kind} '{name}'.{hint}{listing}")
+        super().__init__(f"unknown {kind} '{name}'.{hint}{listing}{note}")
         self.kind, self.name, self.suggestions = kind, name, close
+
+
+class NotApplicable(UsageError):
+    """Something asked of a model that its structure does not have (a flat code, a density...)."""
 
 
 class PluginConflictError(VaezooError):

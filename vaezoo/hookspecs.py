@@ -3,8 +3,11 @@
 Every hook receives a `register` callback. Registration only *names* implementations
 ("module:attribute" strings), so listing plugins never imports torch.
 
-    register(name, target, description="")          # parts, objectives, datasets
-    register(VariantSpec(...))                       # variants
+    register(name, target, description="", params=())  # parts, objectives, datasets
+    register(VariantSpec(...))                          # variants
+
+`params` (parts only) is a tuple of vaezoo.hparams.Param: hyperparameters the part reads from
+ctx.hp, added to the schema of every variant that uses the part (the variant's own win).
 """
 
 from __future__ import annotations
@@ -13,8 +16,13 @@ import pluggy
 
 hookspec = pluggy.HookspecMarker("vaezoo")
 
-#: The part kinds a VAE is made of, in the order they are built.
-PART_KINDS = ("encoder", "decoder", "likelihood", "prior", "divergence", "objective")
+#: The kinds of part a model is made of; a variant names one of each that its structure builds.
+PART_KINDS = ("structure", "encoder", "decoder", "likelihood", "prior", "divergence", "objective")
+
+
+@hookspec
+def register_structures(register):
+    """Model structures: own the pass x -> latent groups -> p(x|z) (see vaezoo.model.structure)."""
 
 
 @hookspec

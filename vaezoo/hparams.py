@@ -134,6 +134,8 @@ class HParams(Mapping[str, Any]):
         return self._values[key]
 
     def __getattr__(self, key: str) -> Any:
+        if key.startswith("_"):  # copy/pickle probe dunders before _values exists
+            raise AttributeError(key)
         try:
             return self._values[key]
         except KeyError:

@@ -17,12 +17,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
+from traceback import format_exc
 from typing import Any
 
 import pluggy
 
 from vaezoo import hookspecs
 from vaezoo.errors import PluginConflictError, UnknownNameError, VaezooError
+from vaezoo.hparams import Param
 from vaezoo.variant import VariantSpec
 
 ENTRY_POINT_GROUP = "vaezoo"
@@ -31,6 +33,7 @@ PLUGINS_ENV = "VAEZOO_PLUGINS"
 
 #: hook name -> registry kind
 HOOK_KINDS = {
+    "register_structures": "structure",
     "register_encoders": "encoder",
     "register_decoders": "decoder",
     "register_likelihoods": "likelihood",
@@ -52,6 +55,7 @@ class Entry:
     target: str | VariantSpec
     description: str
     plugin: str
+    params: tuple[Param, ...] = ()
 
     def load(self) -> Any:
         """Import the implementation ("module:attribute"); a broken target is a clear error."""
@@ -80,6 +84,8 @@ class PluginInfo:
     builtin: bool
     registered: list[tuple[str, str]] = field(default_factory=list)
     error: str | None = None
+    traceback: str | None = None  # of `error`, for `vaezoo plugins --check`
+    unknown_hooks: list[str] = field(default_factory=list)  # hook functions that match no hook spec (typos)
 
 
 class Registry:
@@ -104,6 +110,8 @@ class Registry:
         staged: list[Entry] = []
         try:
             self.manager.register(plugin, name=name)
+            info.unknown_hooks = sorted(caller.name for caller in self.manager.get_hookcallers(plugin) or ()
+                                        if not caller.has_spec())
             for hook, kind in HOOK_KINDS.items():
                 for impl in getattr(self.manager.hook, hook).get_hookimpls():
                     if impl.plugin is plugin:
@@ -113,7 +121,7 @@ class Registry:
             raise
         except Exception as exc:
             self._drop(plugin, name)
-            info.error = f"{type(exc).__name__}: {exc}"
+            info.error, info.traceback = f"{type(exc).__name__}: {exc}", format_exc()
             return info
         for entry in staged:
             self._add(entry)
@@ -132,10 +140,13 @@ class Registry:
                 staged.append(Entry("variant", spec.name, spec, spec.description, plugin))
             return register_variant
 
-        def register(name: str, target: str, description: str = "") -> None:
+        def register(name: str, target: str, description: str = "", params: tuple[Param, ...] = ()) -> None:
             if not isinstance(target, str) or ":" not in target:
                 raise TypeError(f"{kind} '{name}': target must be a 'module:attribute' string, got {target!r}")
-            staged.append(Entry(kind, name, target, description, plugin))
+            params = tuple(params)
+            if not all(isinstance(p, Param) for p in params):
+                raise TypeError(f"{kind} '{name}': params must be vaezoo.hparams.Param objects")
+            staged.append(Entry(kind, name, target, description, plugin, params))
         return register
 
     def _add(self, entry: Entry) -> None:
@@ -162,7 +173,7 @@ class Registry:
                 plugin = ep.load()
             except Exception as exc:
                 self.plugins[ep.name] = PluginInfo(ep.name, dist, version, builtin,
-                                                   error=f"{type(exc).__name__}: {exc}")
+                                                   error=f"{type(exc).__name__}: {exc}", traceback=format_exc())
                 continue
             self.add_plugin(plugin, ep.name, distribution=dist, version=version, builtin=builtin)
 
@@ -177,13 +188,27 @@ class Registry:
         try:
             return self._entries[kind][name]
         except KeyError:
-            raise UnknownNameError(kind, name, self._entries[kind]) from None
+            failed = ", ".join(f"'{p.name}' ({p.error})" for p in self.failures())
+            note = f" Plugins that failed to load (see `vaezoo plugins`): {failed}." if failed else ""
+            raise UnknownNameError(kind, name, self._entries[kind], note) from None
 
     def load(self, kind: str, name: str) -> Any:
         return self.get(kind, name).load()
 
     def variant(self, name: str) -> VariantSpec:
         return self.get("variant", name).target  # type: ignore[return-value]
+
+    def provenance(self, kind: str, name: str) -> dict[str, str]:
+        """Which plugin registered `name`, from which distribution and version: what weights record
+        so a file names what it needs and a layout change between plugin versions is told as such."""
+        entry = self.get(kind, name)
+        info = self.plugins.get(entry.plugin)
+        found = {"plugin": entry.plugin}
+        if info is not None and info.distribution:
+            found["plugin_distribution"] = info.distribution
+        if info is not None and info.version:
+            found["plugin_version"] = info.version
+        return found
 
     def failures(self) -> list[PluginInfo]:
         return [p for p in self.plugins.values() if p.error]

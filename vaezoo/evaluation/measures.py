@@ -1,80 +1,108 @@
-"""Held-out measures of a trained model, batched over images (and over importance samples)."""
+"""Held-out measures of a trained model, batched over images (and over importance samples).
+
+Whatever the structure, the ELBO's terms are the true ones: -log p(x|z) and KL(q || p) summed over
+latent groups (closed form where known, else Monte Carlo, and the result says which); a training
+divergence that is not the KL (JS-G) is reported beside them under its own name. What a structure
+does not have (a density for importance sampling, a flat code for active units) is reported as
+not applicable rather than guessed.
+"""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor
 
 from vaezoo.data import ordered_batches
-from vaezoo.model.bounds import log_mean_exp, log_weights
-from vaezoo.model.distributions import DiagonalGaussian
-from vaezoo.model.vae import VAE
+from vaezoo.model.bounds import importance_log_likelihood
+from vaezoo.model.structure import Structure
 
-#: Decoded images per decoder call; bounds memory when k samples of a whole batch are decoded.
-SAMPLES_PER_PASS = 4096
 #: A latent dimension is active when Var_x(E[z_d | x]) exceeds this (Burda et al. 2016).
 ACTIVE_UNIT_THRESHOLD = 0.01
 
 
 @torch.no_grad()
-def elbo_sums(model: VAE, images: Tensor, batch_size: int = 1000) -> dict[str, Tensor]:
-    """Sums over `images` of the negative ELBO's terms: "recon", "kl" and, when per dimension, "kl_per_dim".
+def elbo_sums(model: Structure, images: Tensor, batch_size: int = 1000) -> dict[str, Tensor]:
+    """Sums over `images` of the negative ELBO's terms: "recon", "kl", and where they apply
+    "divergence" (a training divergence that is not the KL), "kl_per_dim" (one group with a
+    per-dimension KL) and "kl_per_group" (several groups), plus "kl_estimated" (1 when any KL was
+    a Monte Carlo estimate).
 
     Sums rather than means so that shards of a test set (one per process) add up.
     """
     sums: dict[str, Tensor] = {}
     for x in ordered_batches(images, batch_size):
         out = model(x)
-        batch = {"recon": out.recon.sum(), "kl": out.kl.sum()}
-        if out.divergence.dim() == 2:
-            batch["kl_per_dim"] = out.divergence.sum(0)
+        batch = {"recon": out.recon.sum(), "kl": out.kl.sum(),
+                 "kl_estimated": torch.tensor(float(not out.kl_exact), device=x.device)}
+        if not out.divergence_is_kl:
+            batch["divergence"] = out.divergence.sum()
+        if len(out.groups) == 1 and out.groups[0].kl.dim() == 2:
+            batch["kl_per_dim"] = out.groups[0].kl.sum(0)
+        elif len(out.groups) > 1:
+            batch["kl_per_group"] = torch.stack([group.kl_per_image.sum() for group in out.groups])
         sums = {key: sums[key] + value if key in sums else value for key, value in batch.items()}
     return sums
 
 
-def per_image(sums: dict[str, Tensor], n: int) -> dict[str, float | list[float]]:
+def per_image(sums: Mapping[str, Tensor], n: int) -> dict[str, float | bool | list[float]]:
     """Per-image averages of `elbo_sums` over `n` images, with their total "neg_elbo" (beta = 1, no penalty)."""
-    result: dict[str, float | list[float]] = {
-        "neg_elbo": float(sums["recon"] + sums["kl"]) / n, "recon": float(sums["recon"]) / n,
-        "kl": float(sums["kl"]) / n}
-    if "kl_per_dim" in sums:
-        result["kl_per_dim"] = (sums["kl_per_dim"] / n).tolist()
+    result: dict[str, float | bool | list[float]] = {}
+    for key, total in sums.items():
+        if key == "kl_estimated":
+            result[key] = bool(total > 0)
+        elif total.dim():
+            result[key] = (total / n).tolist()
+        else:
+            result[key] = float(total) / n
+    result["neg_elbo"] = result["recon"] + result["kl"]
     return result
 
 
-def elbo_terms(model: VAE, images: Tensor, batch_size: int = 1000) -> dict[str, float | list[float]]:
+def elbo_terms(model: Structure, images: Tensor, batch_size: int = 1000) -> dict[str, float | bool | list[float]]:
     """Per-image averages of the negative ELBO (beta = 1, no penalty), its reconstruction and KL terms."""
     return per_image(elbo_sums(model, images, batch_size), images.shape[0])
 
 
-@torch.no_grad()
-def importance_log_likelihood(model: VAE, x: Tensor, k: int, q: DiagonalGaussian | None = None) -> Tensor:
-    """[B] estimate of log p(x) from k importance samples per image, decoded in chunks.
-
-    With k = 1 it is a one-sample ELBO; it rises towards log p(x) as k grows.
-    """
-    q = model.encoder(x) if q is None else q
-    chunk = max(1, SAMPLES_PER_PASS // x.shape[0])
-    log_w = torch.cat([log_weights(model, x, min(chunk, k - done), q) for done in range(0, k, chunk)])
-    return log_mean_exp(log_w)
+def bits_per_dim(nats: float, input_shape: tuple[int, ...]) -> float:
+    """Nats per image as bits per pixel and channel."""
+    return nats / (math.prod(input_shape) * math.log(2))
 
 
 @torch.no_grad()
-def evaluate(model: VAE, images: Tensor, k: int, batch_size: int) -> dict[str, float | int | list[float]]:
-    """The ELBO terms, the importance-sampled -log p(x), active units and reconstruction MSE, per image."""
-    result: dict[str, float | int | list[float]] = dict(elbo_terms(model, images, batch_size))
+def evaluate(model: Structure, images: Tensor, k: int, batch_size: int) -> dict[str, object]:
+    """The ELBO terms, importance-sampled -log p(x), active units, reconstruction MSE and the
+    structure's own measures, per image; "not_applicable" names what this model lacks and why."""
+    result: dict[str, object] = dict(elbo_terms(model, images, batch_size))
+    not_applicable: dict[str, str] = {}
+    has_density = "density" in model.capabilities
+    if not has_density:
+        not_applicable["nll"] = "the model has no density for importance sampling (its ELBO is the bound)"
     nll = squared_error = 0.0
-    means = []
+    codes = []
     for x in ordered_batches(images, batch_size):
-        q = model.encoder(x)
-        nll = nll - importance_log_likelihood(model, x, k, q).sum()
-        squared_error = squared_error + (model.decode_mean(q.mean) - x).pow(2).flatten(1).mean(1).sum()
-        means.append(q.mean)
-    variance = torch.cat(means).var(0, correction=0)
+        if has_density:
+            nll = nll - importance_log_likelihood(model, x, k).sum()
+        squared_error = squared_error + (model.reconstruct(x) - x).pow(2).flatten(1).mean(1).sum()
+        if "flat-code" in model.capabilities:
+            codes.append(model.representation(x))
     n = images.shape[0]
-    result.update(
-        nll=float(nll) / n, importance_samples=k, mse=float(squared_error) / n,
-        posterior_mean_variance=variance.tolist(),
-        active_units=int((variance > ACTIVE_UNIT_THRESHOLD).sum()), images=n,
-    )
+    shape = tuple(images.shape[1:])
+    result.update(mse=float(squared_error) / n, images=n, neg_elbo_bits_per_dim=bits_per_dim(result["neg_elbo"], shape))
+    if has_density:
+        result.update(nll=float(nll) / n, importance_samples=k, nll_bits_per_dim=bits_per_dim(float(nll) / n, shape))
+    if codes:
+        variance = torch.cat(codes).flatten(1).var(0, correction=0)
+        result.update(posterior_mean_variance=variance.tolist(),
+                      active_units=int((variance > ACTIVE_UNIT_THRESHOLD).sum()))
+    else:
+        not_applicable["active_units"] = "the model has no flat code"
+    own = model.measures(ordered_batches(images, batch_size))
+    if own:
+        result["structure_measures"] = own
+    if not_applicable:
+        result["not_applicable"] = not_applicable
     return result
+

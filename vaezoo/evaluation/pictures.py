@@ -1,4 +1,8 @@
-"""Pictures of a model: reconstructions, prior samples, latent traversals and loss curves (PNG)."""
+"""Pictures of a model: reconstructions, prior samples, latent traversals and loss curves (PNG).
+
+Each picture asks the structure only for what it needs; one a structure cannot give (no flat code
+to traverse, no prior to sample) is left out with a note rather than drawn wrong.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +16,15 @@ from torch import Tensor
 from torchvision.utils import save_image
 
 from vaezoo.data import as_float
-from vaezoo.model.vae import VAE
+from vaezoo.errors import NotApplicable
+from vaezoo.model.structure import Structure
 
 TRAVERSAL_RANGE = 3.0  # standard deviations of the prior either side of the posterior mean
 TRAVERSAL_STEPS = 11
 
 
 @torch.no_grad()
-def reconstructions(model: VAE, images: Tensor, path: Path, n: int = 32, per_row: int = 8) -> None:
+def reconstructions(model: Structure, images: Tensor, path: Path, n: int = 32, per_row: int = 8) -> None:
     """Rows of test images, each followed by a row of their reconstructions."""
     x = as_float(images[:n])
     recon = model.reconstruct(x)
@@ -28,29 +33,28 @@ def reconstructions(model: VAE, images: Tensor, path: Path, n: int = 32, per_row
 
 
 @torch.no_grad()
-def samples(model: VAE, path: Path, n: int = 64) -> None:
+def samples(model: Structure, path: Path, n: int = 64) -> None:
     save_image(model.sample(n), path, nrow=int(n**0.5) or 1, pad_value=1.0)
 
 
 @torch.no_grad()
-def traversals(model: VAE, image: Tensor, path: Path) -> None:
+def traversals(model: Structure, image: Tensor, path: Path) -> None:
     """One row per latent dimension: that dimension swept around the posterior mean of `image`."""
-    z = model.encoder(as_float(image[None])).mean[0]
+    z = model.representation(as_float(image[None]))[0]
     values = torch.linspace(-TRAVERSAL_RANGE, TRAVERSAL_RANGE, TRAVERSAL_STEPS, device=z.device)
     dims = z.shape[0]
     grid = z.repeat(dims, TRAVERSAL_STEPS, 1)  # [D, steps, D]
     index = torch.arange(dims, device=z.device)
     grid[index, :, index] = z[index, None] + values
-    save_image(model.decode_mean(grid.reshape(-1, dims)), path, nrow=TRAVERSAL_STEPS, pad_value=1.0)
+    save_image(model.decode_representation(grid.reshape(-1, dims)), path, nrow=TRAVERSAL_STEPS, pad_value=1.0)
 
 
 def loss_curves(records: Sequence[dict[str, Any]], path: Path, size: tuple[int, int] = (640, 400)) -> None:
-    """Train loss, train and test negative ELBO per epoch, drawn with PIL (no plotting library)."""
-    series = {
-        "train loss": ([r["train"]["loss"] for r in records], (214, 39, 40)),
-        "train -ELBO": ([r["train"]["neg_elbo"] for r in records], (31, 119, 180)),
-        "test -ELBO": ([r["test"]["neg_elbo"] for r in records], (255, 127, 14)),
-    }
+    """Train loss, train and test negative ELBO per epoch (those the records hold), drawn with PIL."""
+    wanted = {"train loss": ("train", "loss", (214, 39, 40)), "train -ELBO": ("train", "neg_elbo", (31, 119, 180)),
+              "test -ELBO": ("test", "neg_elbo", (255, 127, 14))}
+    series = {label: ([r[split][key] for r in records], colour) for label, (split, key, colour) in wanted.items()
+              if all(key in r.get(split, {}) for r in records)}
     width, height = size
     left, right, top, bottom = 70, 20, 30, 40
     image = Image.new("RGB", size, "white")
@@ -88,10 +92,18 @@ def loss_curves(records: Sequence[dict[str, Any]], path: Path, size: tuple[int, 
     image.save(path)
 
 
-def write_pictures(model: VAE, test_images: Tensor, records: Sequence[dict[str, Any]], folder: Path) -> None:
-    """reconstructions.png, samples.png, traversals.png and loss.png in `folder`."""
+def write_pictures(model: Structure, test_images: Tensor, records: Sequence[dict[str, Any]], folder: Path) -> list[str]:
+    """reconstructions.png, samples.png, traversals.png and loss.png in `folder`, those that apply;
+    returns a note for each picture left out."""
     model.eval()
-    reconstructions(model, test_images, folder / "reconstructions.png")
-    samples(model, folder / "samples.png")
-    traversals(model, test_images[0], folder / "traversals.png")
-    loss_curves(records, folder / "loss.png")
+    notes = []
+    drawings = {"reconstructions.png": lambda path: reconstructions(model, test_images, path),
+                "samples.png": lambda path: samples(model, path),
+                "traversals.png": lambda path: traversals(model, test_images[0], path),
+                "loss.png": lambda path: loss_curves(records, path)}
+    for name, draw in drawings.items():
+        try:
+            draw(folder / name)
+        except NotApplicable as exc:
+            notes.append(f"{name} not drawn: {exc}")
+    return notes

@@ -1,11 +1,12 @@
-"""The model layer: the part interfaces, distributions, the VAE composed of parts, and bounds.
+"""The model layer: distributions, the part interfaces, structures and their pass record, building.
 
-Plugins import the interfaces from here: ``from vaezoo.model import BuildContext, Objective, Terms``.
+Plugins import the interfaces from here: ``from vaezoo.model import BuildContext, Objective, Structure``.
 """
 
+from vaezoo.model.building import build_model, build_objective
 from vaezoo.model.distributions import DiagonalGaussian
-from vaezoo.model.parts import BuildContext, Objective, Prior, Terms
-from vaezoo.model.vae import VAE, Pass, build_model, build_objective
+from vaezoo.model.parts import BuildContext, Objective, PartRef, Terms
+from vaezoo.model.structure import CAPABILITIES, LatentGroup, Pass, Structure, latent_group
 
-__all__ = ["VAE", "BuildContext", "DiagonalGaussian", "Objective", "Pass", "Prior", "Terms", "build_model",
-           "build_objective"]
+__all__ = ["CAPABILITIES", "BuildContext", "DiagonalGaussian", "LatentGroup", "Objective", "PartRef", "Pass",
+           "Structure", "Terms", "build_model", "build_objective", "latent_group"]

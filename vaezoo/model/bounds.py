@@ -1,7 +1,8 @@
 """Importance-weighted bounds on log p(x), shared by evaluation and the IWAE objective.
 
-log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x),  z_k ~ q(z|x).
-log p(x) >= E[log (1/K) sum_k w_k], with equality in the limit K -> infinity; K = 1 is the ELBO.
+log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x),  z_k ~ q(z|x)  (for a hierarchy, the sums over
+its groups). log p(x) >= E[log (1/K) sum_k w_k], with equality in the limit K -> infinity; K = 1
+is the ELBO.
 """
 
 from __future__ import annotations
@@ -11,18 +12,24 @@ import math
 import torch
 from torch import Tensor
 
-from vaezoo.model.distributions import DiagonalGaussian
-from vaezoo.model.vae import VAE
+from vaezoo.model.structure import Structure
 
-
-def log_weights(model: VAE, x: Tensor, k: int, q: DiagonalGaussian | None = None) -> Tensor:
-    """[k, B] log importance weights of k reparameterised samples per image."""
-    q = model.encoder(x) if q is None else q
-    z = q.rsample((k,))
-    log_px = model.likelihood.log_prob(x, model.decoder(z))
-    return log_px + model.prior.log_prob(z) - q.log_prob(z)
+#: Decoded images per decoder call; bounds memory when k samples of a whole batch are decoded.
+SAMPLES_PER_PASS = 4096
 
 
 def log_mean_exp(log_w: Tensor, dim: int = 0) -> Tensor:
     """log (1/K) sum_k exp(log_w_k), computed stably."""
     return torch.logsumexp(log_w, dim) - math.log(log_w.shape[dim])
+
+
+@torch.no_grad()
+def importance_log_likelihood(model: Structure, x: Tensor, k: int) -> Tensor:
+    """[B] estimate of log p(x) from k importance samples per image, drawn in chunks of bounded size.
+
+    With k = 1 it is a one-sample ELBO; it rises towards log p(x) as k grows.
+    """
+    draw = model.importance_draw(x)
+    chunk = max(1, SAMPLES_PER_PASS // x.shape[0])
+    log_w = torch.cat([sum(draw(min(chunk, k - done))) for done in range(0, k, chunk)])
+    return log_mean_exp(log_w)

@@ -12,7 +12,7 @@ from vaezoo import __version__
 from vaezoo.errors import UsageError
 from vaezoo.registry import Registry
 from vaezoo.storage import checkpoint
-from vaezoo.storage.loading import PARTS, Artifact
+from vaezoo.storage.loading import OPTIONAL_JSON_FIELDS, PARTS, Artifact
 from vaezoo.storage.runs import CONFIG, MODEL, atomic_write_json, refuse_overwrite
 
 FORMATS = ("safetensors",)
@@ -21,17 +21,12 @@ SUFFIX = ".safetensors"
 
 def export_metadata(artifact: Artifact, part: str, registry: Registry) -> dict[str, Any]:
     """The metadata of an exported file; names the plugin so a machine without it can say what to install."""
-    entry = registry.get("variant", artifact.spec.name)
-    info = registry.plugins.get(entry.plugin)
     meta = {
         "variant": artifact.spec.name, "hparams": artifact.hp.to_dict(), "dataset": artifact.metadata["dataset"],
-        "input_shape": list(artifact.input_shape), "part": part, "plugin": entry.plugin,
+        "input_shape": list(artifact.input_shape), "part": part, **registry.provenance("variant", artifact.spec.name),
         "vaezoo_version": __version__, "torch_version": torch.__version__,
     }
-    if info is not None and info.distribution:
-        meta["plugin_distribution"] = info.distribution
-    if info is not None and info.version:
-        meta["plugin_version"] = info.version
+    meta.update({key: artifact.metadata[key] for key in OPTIONAL_JSON_FIELDS if key in artifact.metadata})
     return meta
 
 

@@ -19,7 +19,8 @@ from torch import nn
 
 from vaezoo.errors import UsageError, WeightsError
 from vaezoo.hparams import HParams
-from vaezoo.model.vae import VAE, build_model
+from vaezoo.model.building import build_model
+from vaezoo.model.structure import Structure
 from vaezoo.registry import PLUGINS_ENV, Registry, get_registry
 from vaezoo.storage import checkpoint
 from vaezoo.storage.runs import CHECKPOINTS, CONFIG, MODEL
@@ -29,8 +30,12 @@ from vaezoo.variant import VariantSpec
 #: What a weights file may hold: the whole model, or the encoder or decoder alone.
 PARTS = ("model", "encoder", "decoder")
 JSON_FIELDS = ("hparams", "input_shape")
+OPTIONAL_JSON_FIELDS = ("parts", "parent")
 REQUIRED = ("variant", "dataset", *JSON_FIELDS)
+DESCRIBING = (*REQUIRED, "vaezoo_version", "torch_version")
+PROVENANCE = ("plugin", "plugin_distribution", "plugin_version")
 CHECKPOINT_MODEL = "model/"  # prefix of the model's tensors in a training checkpoint
+MAX_STAGES = 8  # parent stages nested in one file, at most
 
 
 @dataclass
@@ -42,7 +47,7 @@ class Artifact:
     metadata: dict[str, Any]  # decoded: hparams a dict, input_shape a list
     spec: VariantSpec
     hp: HParams
-    module: nn.Module  # the VAE, or the encoder / decoder of a part file
+    module: nn.Module  # the model (a Structure), or the encoder / decoder of a part file
 
     @property
     def part(self) -> str:
@@ -52,12 +57,19 @@ class Artifact:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.metadata["input_shape"])  # type: ignore[return-value]
 
-    def vae(self) -> VAE:
+    def vae(self) -> Structure:
         """The whole model; a file holding one part is a clear error."""
         if self.part != "model":
             raise UsageError(f"{self.weights} holds only the {self.part}; this needs a whole model "
                              "(export it without --part)")
         return self.module  # type: ignore[return-value]
+
+    def describe(self) -> dict[str, Any]:
+        """What rebuilds this model elsewhere, with the hash of its weights: a second stage records
+        it for its parent, and a resumed second stage checks its parent against it."""
+        meta = {key: self.metadata[key] for key in (*DESCRIBING, *OPTIONAL_JSON_FIELDS, *PROVENANCE)
+                if key in self.metadata}
+        return {**meta, checkpoint.HASH_KEY: checkpoint.content_hash(checkpoint.model_tensors(self.module))}
 
     def beside(self, name: str) -> Path:
         """Where results about this model go: inside its folder, or next to its file (x.NAME)."""
@@ -91,17 +103,28 @@ def checkpoint_model(raw: dict[str, str], tensors: dict[str, torch.Tensor],
 
 
 def decode_metadata(raw: dict[str, str], source: Path) -> dict[str, Any]:
-    """Check and decode the metadata a model file must carry; anything missing is a WeightsError."""
-    missing = [key for key in REQUIRED if key not in raw]
+    """Decode and check the metadata a model file carries; anything missing or malformed is a WeightsError."""
+    meta: dict[str, Any] = dict(raw)
+    for key in (*JSON_FIELDS, *OPTIONAL_JSON_FIELDS):
+        if key in raw:
+            try:
+                meta[key] = json.loads(raw[key])
+            except ValueError:
+                raise WeightsError(f"{source}: metadata '{key}' is not valid JSON") from None
+    return check_metadata(meta, source)
+
+
+def check_metadata(meta: dict[str, Any], source: Path) -> dict[str, Any]:
+    """Check decoded metadata: a weights file's, or that of a parent stage nested in it."""
+    missing = [key for key in REQUIRED if key not in meta]
     if missing:
         raise WeightsError(f"{source} was written by vaezoo but its metadata lacks {', '.join(missing)}")
-    meta: dict[str, Any] = dict(raw)
-    for key in JSON_FIELDS:
-        try:
-            meta[key] = json.loads(raw[key])
-        except ValueError:
-            raise WeightsError(f"{source}: metadata '{key}' is not valid JSON") from None
     shape = meta["input_shape"]
+    parts = meta.get("parts", {})
+    if not isinstance(parts, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in parts.items()):
+        raise WeightsError(f"{source}: metadata 'parts' must map part kinds to names")
+    if "parent" in meta and not isinstance(meta["parent"], dict):
+        raise WeightsError(f"{source}: metadata 'parent' must be the parent model's metadata")
     if not isinstance(meta["hparams"], dict) or not (
             isinstance(shape, list) and len(shape) == 3 and all(isinstance(d, int) and d > 0 for d in shape)):
         raise WeightsError(f"{source}: metadata 'hparams' must be an object and 'input_shape' three positive integers")
@@ -130,6 +153,39 @@ def installed_variant(registry: Registry, meta: dict[str, Any], source: Path) ->
                        f"install it (pip install {package}{'==' + version if version else ''}){selected}")
 
 
+def model_from_metadata(meta: dict[str, Any], registry: Registry, source: Path,
+                        stages: int = 0) -> tuple[VariantSpec, Structure]:
+    """Build (untrained) the model that `meta` describes, its parent stage first when it has one."""
+    spec = installed_variant(registry, meta, source)
+    parent = None
+    if "parent" in meta:
+        if stages >= MAX_STAGES:
+            raise WeightsError(f"{source}: more than {MAX_STAGES} nested parent stages")
+        _, parent = model_from_metadata(check_metadata(dict(meta["parent"]), source), registry, source, stages + 1)
+    try:
+        with torch.random.fork_rng(devices=[]):  # building initialises weights; leave the caller's RNG alone
+            model = build_model(spec, meta["hparams"], tuple(meta["input_shape"]), registry,
+                                parts=meta.get("parts"), parent=parent)
+    except UsageError as exc:
+        raise WeightsError(f"{source}: its parts or hyperparameters do not fit the installed variant "
+                           f"'{spec.name}' ({exc})") from None
+    return spec, model
+
+
+def load_weights(module: nn.Module, tensors: dict[str, torch.Tensor], meta: dict[str, Any], registry: Registry,
+                 source: Path) -> None:
+    """Load `tensors` into `module`; a mismatch between plugin versions is told as such."""
+    try:
+        checkpoint.load_module_state(module, tensors, "", source)
+    except WeightsError as exc:
+        written = meta.get("plugin_version")
+        installed = registry.provenance("variant", meta["variant"]).get("plugin_version")
+        if written and installed and written != installed:
+            raise WeightsError(f"{exc}: it was written by {meta.get('plugin_distribution', meta.get('plugin'))} "
+                               f"{written} and {installed} is installed, whose model layout differs") from None
+        raise
+
+
 def open_artifact(path: Path, *, device: torch.device | str = "cpu", registry: Registry | None = None) -> Artifact:
     """Read a weights file (or a folder holding one), rebuild its model from the registry, load the weights."""
     registry = registry or get_registry()
@@ -138,14 +194,8 @@ def open_artifact(path: Path, *, device: torch.device | str = "cpu", registry: R
     if "variant" not in raw and "optimizers" in raw:
         raw, tensors = checkpoint_model(raw, tensors, source)
     meta = decode_metadata(raw, source)
-    spec = installed_variant(registry, meta, source)
-    try:
-        hp = spec.schema.resolve(meta["hparams"])
-    except UsageError as exc:
-        raise WeightsError(f"{source}: its hyperparameters do not fit the installed variant '{spec.name}' ({exc})") from None
-    with torch.random.fork_rng(devices=[]):  # building initialises weights; leave the caller's RNG alone
-        model = build_model(spec, hp, tuple(meta["input_shape"]), registry)
+    spec, model = model_from_metadata(meta, registry, source)
     module = model if meta["part"] == "model" else getattr(model, meta["part"])
-    checkpoint.load_module_state(module, tensors, "", source)
+    load_weights(module, tensors, meta, registry, source)
     module.to(device).eval()
-    return Artifact(Path(path), source, meta, spec, hp, module)
+    return Artifact(Path(path), source, meta, spec, model.hp, module)

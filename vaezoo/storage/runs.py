@@ -1,4 +1,5 @@
-"""The run folder: config.json, metrics.jsonl / metrics.csv, checkpoints/, model.safetensors, pictures.
+"""The run folder: config.json, metrics.jsonl / metrics.csv, checkpoints/, model.safetensors, pictures
+(and parent.safetensors for a second-stage model).
 
 Every file is written to a temporary name and renamed into place, so a crash never leaves a
 half-written file under a real name.
@@ -21,6 +22,7 @@ CONFIG = "config.json"
 METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
 MODEL = "model.safetensors"
+PARENT = "parent.safetensors"  # a second stage's copy of the first stage it trains on
 CHECKPOINTS = "checkpoints"
 TEMPORARY_GLOB = ".*.tmp"  # what atomic_write_bytes leaves behind when killed mid-write
 
@@ -123,7 +125,7 @@ class RunDir:
 
         Only vaezoo's own files go: anything else the user keeps in the folder stays.
         """
-        for name in (CONFIG, METRICS_JSONL, METRICS_CSV, MODEL):
+        for name in (CONFIG, METRICS_JSONL, METRICS_CSV, MODEL, PARENT):
             (self.path / name).unlink(missing_ok=True)
         for file in [*self.path.glob("*.png"), *self.checkpoints.glob("*.safetensors")]:
             file.unlink()

@@ -25,11 +25,12 @@ from vaezoo.devices import synchronize
 from vaezoo.errors import NonFiniteLossError, TrainingInterrupted
 from vaezoo.evaluation.measures import elbo_sums, per_image
 from vaezoo.hparams import HParams
+from vaezoo.model.building import build_model, build_objective, trainable_parameters
 from vaezoo.model.parts import Objective, Terms
-from vaezoo.model.vae import VAE, build_model, build_objective
+from vaezoo.model.structure import Structure
 from vaezoo.registry import Registry
 from vaezoo.storage import checkpoint
-from vaezoo.storage.runs import MODEL, RunDir
+from vaezoo.storage.runs import MODEL, PARENT, RunDir
 from vaezoo.training import resume, rng
 from vaezoo.training.distributed import World
 from vaezoo.training.nonfinite import MAX_SKIPS_IN_A_ROW, Watch, describe, nonfinite_now
@@ -50,10 +51,17 @@ class TrainSetup:
     seed: int = 0
     max_steps: int | None = None
     world: World = field(default_factory=World)  # torchrun processes; hp["batch_size"] is per process
+    parts: Mapping[str, str] = field(default_factory=dict)  # parts swapped from the variant's own (--part)
+    parent: Structure | None = None  # the finished first stage a second-stage variant trains on
+    parent_metadata: Mapping[str, Any] | None = None  # what rebuilds `parent` (its weights metadata)
+    provenance: Mapping[str, str] = field(default_factory=dict)  # plugin, plugin_distribution, plugin_version
 
     def config(self) -> dict[str, Any]:
+        optional = {"parts": dict(self.parts), "parent": self.parent_metadata}
         return {
             "variant": self.spec.name,
+            **{key: value for key, value in optional.items() if value},
+            **self.provenance,
             "hparams": self.hp.to_dict(),
             "dataset": self.data.name,
             "input_shape": list(self.data.input_shape),
@@ -67,23 +75,27 @@ class TrainSetup:
         }
 
 
+#: Metadata a weights file carries when it applies: swapped parts, the parent stage, the plugin.
+OPTIONAL_METADATA = ("parts", "parent", "plugin", "plugin_distribution", "plugin_version")
+
+
 def weights_metadata(config: Mapping[str, Any]) -> dict[str, Any]:
     """What model.safetensors carries so the model can be rebuilt from the registry alone."""
     keys = ("variant", "hparams", "dataset", "input_shape", "vaezoo_version", "torch_version")
-    return {k: config[k] for k in keys}
+    return {**{k: config[k] for k in keys}, **{k: config[k] for k in OPTIONAL_METADATA if k in config}}
 
 
-def _backward(terms: Mapping[str, torch.Tensor], model: VAE, objective: Objective) -> None:
+def _backward(terms: Mapping[str, torch.Tensor], model: Structure, objective: Objective) -> None:
     """Gradients of "loss" reach the model only; "aux_loss" reaches the objective's own modules only."""
     aux = terms.get("aux_loss")
     if aux is None:
         terms["loss"].backward()
         return
-    terms["loss"].backward(inputs=list(model.parameters()), retain_graph=True)
+    terms["loss"].backward(inputs=trainable_parameters(model), retain_graph=True)
     aux.backward(inputs=list(objective.parameters()))
 
 
-def build_optimizers(model: VAE, objective: Objective, hp: HParams) -> dict[str, torch.optim.Optimizer]:
+def build_optimizers(model: Structure, objective: Objective, hp: HParams) -> dict[str, torch.optim.Optimizer]:
     """Every optimizer the loop steps, by name: "model", and "aux" when the objective owns parameters.
 
     The objective's L2 penalty becomes the model optimizer's gradient-identical weight decay:
@@ -91,7 +103,7 @@ def build_optimizers(model: VAE, objective: Objective, hp: HParams) -> dict[str,
     to the gradient when weight_decay = 2 * lambda. The fused kernel does the update in one pass.
     Checkpoints save and restore each optimizer under its name.
     """
-    params = list(model.parameters())
+    params = trainable_parameters(model)
     fused = all(p.device.type in ("cpu", "cuda") for p in params)
     optimizers: dict[str, torch.optim.Optimizer] = {"model": torch.optim.Adam(
         params, lr=hp["lr"], weight_decay=2.0 * objective.l2_weight, fused=fused or None)}
@@ -99,6 +111,12 @@ def build_optimizers(model: VAE, objective: Objective, hp: HParams) -> dict[str,
     if aux_optimizer is not None:
         optimizers["aux"] = aux_optimizer
     return optimizers
+
+
+def _brief(terms: Mapping[str, torch.Tensor]) -> str:
+    """'loss 250.1  recon 240.3  kl 9.80' for the progress bar: the scalar terms it has of these."""
+    shown = [(key, terms[key]) for key in ("loss", "recon", "kl") if key in terms and terms[key].dim() == 0]
+    return "  ".join(f"{key} {value.item():.{2 if key == 'kl' else 1}f}" for key, value in shown)
 
 
 def _summary(sums: Mapping[str, torch.Tensor], steps: int) -> dict[str, float | list[float]]:
@@ -141,8 +159,8 @@ def _train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console,
            resume_run: bool, checkpoint_every: int | None, skip_nonfinite: bool) -> list[dict[str, Any]]:
     hp, device = setup.hp, setup.device
     rng.seed_all(setup.seed)
-    model = build_model(setup.spec, hp, setup.data.input_shape, registry)
-    objective = build_objective(setup.spec, hp, model, registry, dataset_size=setup.data.train.shape[0])
+    model = build_model(setup.spec, hp, setup.data.input_shape, registry, parts=setup.parts, parent=setup.parent)
+    objective = build_objective(model, registry, dataset_size=setup.data.train.shape[0])
     model.to(device)
     objective.to(device)
     optimizers = build_optimizers(model, objective, hp)
@@ -156,6 +174,8 @@ def _train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console,
     else:
         if writes:
             run.clear()
+            if setup.parent is not None:
+                checkpoint.write(run.path / PARENT, checkpoint.model_tensors(setup.parent), setup.parent_metadata)
         state, records = resume.TrainState.start(setup.seed), []
     if writes:
         run.write_config(config)
@@ -168,14 +188,15 @@ def _train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console,
     checkpoint.write(run.path / MODEL, checkpoint.model_tensors(model), weights_metadata(config))
     from vaezoo.evaluation.pictures import write_pictures
 
-    write_pictures(model, loop.data.test, records, run.path)
+    for note in write_pictures(model, loop.data.test, records, run.path):
+        console.print(note, highlight=False, soft_wrap=True)
     return records
 
 
 class _Loop:
     """One invocation's epochs, from wherever `state` stands: steps, checks, records and checkpoints."""
 
-    def __init__(self, setup: TrainSetup, run: RunDir, model: VAE, objective: Objective,
+    def __init__(self, setup: TrainSetup, run: RunDir, model: Structure, objective: Objective,
                  optimizers: dict[str, torch.optim.Optimizer], config: dict[str, Any], state: resume.TrainState,
                  records: list[dict[str, Any]], console: Console, last: Path | None,
                  checkpoint_every: int | None, skip_nonfinite: bool):
@@ -215,9 +236,7 @@ class _Loop:
                 self.check_finite()
                 if progress.live.is_started and terms is not None:
                     rate = (state.batch - first_batch) * self.batch_size / (time.perf_counter() - started)
-                    progress.update(task, completed=state.batch, stats=(
-                        f"loss {terms['loss'].item():.1f}  recon {terms['recon'].item():.1f}  "
-                        f"kl {terms['kl'].item():.2f}  {rate:,.0f} img/s"))
+                    progress.update(task, completed=state.batch, stats=f"{_brief(terms)}  {rate:,.0f} img/s")
             if self.stop_now(stop, state.step):
                 self.interrupt(stop, self.save())
             if self.checkpoint_every and state.step % self.checkpoint_every == 0 and state.batch < total:
@@ -321,10 +340,12 @@ class _Loop:
             self.run_dir.append_metrics(record)
         self.records.append(record)
         self.save()
+        test = record["test"]
         self.console.print(
             f"epoch {record['epoch']}/{epochs}  step {state.step}  train loss {record['train']['loss']:.2f}  "
-            f"test -ELBO {record['test']['neg_elbo']:.2f} (recon {record['test']['recon']:.2f}, "
-            f"KL {record['test']['kl']:.2f})  {record['images_per_s']:,.0f} img/s", highlight=False, soft_wrap=True,
+            f"test -ELBO {test['neg_elbo']:.2f} (recon {test['recon']:.2f}, KL {test['kl']:.2f}"
+            f"{' estimated' if test.get('kl_estimated') else ''})  {record['images_per_s']:,.0f} img/s",
+            highlight=False, soft_wrap=True,
         )
 
     def interrupt(self, stop: StopRequests, path: Path | None) -> None:

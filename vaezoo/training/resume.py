@@ -22,14 +22,14 @@ from vaezoo.registry import Registry
 from vaezoo.storage import checkpoint
 from vaezoo.storage.runs import CONFIG, METRICS_JSONL, RunDir
 from vaezoo.training import rng
-from vaezoo.variant import VariantSpec
+from vaezoo.variant import Recipe, VariantSpec
 
 EPOCH_FILE = re.compile(r"epoch-(\d+)\.safetensors")  # written at each epoch end, all kept
 STEP_FILE = re.compile(r"step-(\d+)\.safetensors")  # mid-epoch (--checkpoint-every, Ctrl-C): newest only
 DATA_ORDER = "rng/data_order"
 SUMS = "sums/"
 #: Config keys that decide a run's result: a checkpoint and the run it continues must agree on them.
-RESULT_KEYS = ("variant", "hparams", "dataset", "input_shape", "seed", "max_steps", "world_size")
+RESULT_KEYS = ("variant", "parts", "parent", "hparams", "dataset", "input_shape", "seed", "max_steps", "world_size")
 #: The one hyperparameter --resume may change: more epochs extend a run.
 EXTENDABLE = "epochs"
 
@@ -71,6 +71,8 @@ class StoredRun(NamedTuple):
     dataset: str
     seed: int
     max_steps: int | None
+    parts: dict[str, str]  # swapped from the variant's own
+    parent: dict[str, Any] | None  # what the parent stage in parent.safetensors must be
 
 
 def stored_run(run: RunDir, registry: Registry, epochs: str | None = None) -> StoredRun:
@@ -82,14 +84,16 @@ def stored_run(run: RunDir, registry: Registry, epochs: str | None = None) -> St
     if epochs is not None:
         overrides[EXTENDABLE] = spec.schema[EXTENDABLE].parse(epochs)
     seed, max_steps = config.get("seed"), config.get("max_steps")
+    parts, parent = config.get("parts", {}), config.get("parent")
     if not isinstance(config["hparams"], dict) or not isinstance(config.get("dataset"), str) \
-            or type(seed) is not int or not (max_steps is None or type(max_steps) is int):
-        raise WeightsError(f"{source} is damaged: hparams, dataset, seed or max_steps has the wrong type")
+            or type(seed) is not int or not (max_steps is None or type(max_steps) is int) \
+            or not isinstance(parts, dict) or not (parent is None or isinstance(parent, dict)):
+        raise WeightsError(f"{source} is damaged: hparams, dataset, seed, max_steps, parts or parent has the wrong type")
     try:
-        hp = spec.schema.resolve({**config["hparams"], **overrides})
+        hp = Recipe.of(spec, registry, parts).schema.resolve({**config["hparams"], **overrides})
     except UsageError as exc:
         raise WeightsError(f"{source}: {exc} (was it edited?)") from None
-    return StoredRun(spec, hp, config["dataset"], seed, max_steps)
+    return StoredRun(spec, hp, config["dataset"], seed, max_steps, parts, parent)
 
 
 def save(run: RunDir, state: TrainState, model: nn.Module, objective: nn.Module,

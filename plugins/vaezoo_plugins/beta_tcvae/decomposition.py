@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from vaezoo.errors import UsageError
 from vaezoo.model.distributions import DiagonalGaussian
 from vaezoo.model.parts import BuildContext, Terms
-from vaezoo.model.vae import Pass
+from vaezoo.model.structure import Pass
 from vaezoo_plugins.standard.objectives import BetaELBO
 
 
@@ -66,6 +66,8 @@ def kl_decomposition(q: DiagonalGaussian, z: Tensor, log_pz: Tensor, dataset_siz
 class TCDecomposedELBO(BetaELBO):
     """loss = E[-log p(x|z)] + alpha * MI + beta * TC + gamma * dimension-wise KL."""
 
+    needs = frozenset({"single-group", "gaussian-posterior"})
+
     def __init__(self, ctx: BuildContext):
         super().__init__(ctx, kl_weight=0.0)
         if ctx.dataset_size is None:
@@ -76,7 +78,7 @@ class TCDecomposedELBO(BetaELBO):
 
     def terms(self, model: nn.Module, out: Pass, step: int) -> Terms:
         terms = super().terms(model, out, step)
-        parts = kl_decomposition(out.q, out.z, model.prior.log_prob(out.z), self.dataset_size, self.estimator)
+        parts = kl_decomposition(out.q, out.z, out.groups[0].prior.log_prob(out.z), self.dataset_size, self.estimator)
         terms["loss"] = terms["loss"] + sum(self.weights[k] * parts[k] for k in parts)
         terms.update(parts)
         return terms

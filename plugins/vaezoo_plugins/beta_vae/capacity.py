@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from vaezoo.model.parts import BuildContext, Terms
-from vaezoo.model.vae import Pass
+from vaezoo.model.structure import Pass
 from vaezoo_plugins.standard.objectives import BetaELBO
 
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vaezoo.model.parts import BuildContext, Terms
-from vaezoo.model.vae import Pass
+from vaezoo.model.structure import Pass
 from vaezoo_plugins.standard.objectives import BetaELBO
 
 HIDDEN_LAYERS = 5  # 6 linear layers in all, as in the paper
@@ -36,6 +36,8 @@ def discriminator(latent_dim: int, hidden: int) -> nn.Sequential:
 
 class DiscriminatorTCELBO(BetaELBO):
     """loss = E[-log p(x|z)] + KL + gamma * TC_hat; aux_loss trains the discriminator on detached z."""
+
+    needs = frozenset({"single-group"})
 
     def __init__(self, ctx: BuildContext):
         super().__init__(ctx, kl_weight=1.0)

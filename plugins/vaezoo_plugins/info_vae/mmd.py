@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from vaezoo.errors import UsageError
 from vaezoo.model.parts import BuildContext, Terms
-from vaezoo.model.vae import Pass
+from vaezoo.model.structure import Pass
 from vaezoo_plugins.standard.objectives import BetaELBO
 
 KERNELS = {
@@ -37,6 +37,8 @@ def mmd(a: Tensor, b: Tensor, kernel: str = "rbf") -> Tensor:
 class MMDELBO(BetaELBO):
     """loss = E[-log p(x|z)] + (1 - alpha) KL + (alpha + lambda - 1) MMD(z, samples of p(z))."""
 
+    needs = frozenset({"single-group"})
+
     def __init__(self, ctx: BuildContext):
         alpha, info_lambda = float(ctx.hp["alpha"]), float(ctx.hp["info_lambda"])
         if alpha + info_lambda - 1 < 0:
@@ -47,7 +49,7 @@ class MMDELBO(BetaELBO):
 
     def terms(self, model: nn.Module, out: Pass, step: int) -> Terms:
         terms = super().terms(model, out, step)
-        divergence = mmd(out.z, model.prior.sample(len(out.z)).detach(), self.kernel)
+        divergence = mmd(out.z, out.groups[0].prior.sample((len(out.z),)), self.kernel)
         terms["loss"] = terms["loss"] + self.mmd_weight * divergence
         terms["mmd"] = divergence
         return terms

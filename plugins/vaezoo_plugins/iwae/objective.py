@@ -6,26 +6,28 @@ normalised weights w~ = softmax(log w) held constant, so no weight is differenti
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from vaezoo.model.bounds import log_mean_exp, log_weights
+from vaezoo.model.bounds import log_mean_exp
 from vaezoo.model.parts import BuildContext, Objective, Terms
-from vaezoo.model.vae import VAE
+from vaezoo.model.structure import Structure
 
 
 class ImportanceWeightedBound(Objective):
-    """loss = -mean_x log (1/k) sum_k w_k; also logs the k-sample average ELBO and its KL."""
+    """loss = -mean_x log (1/k) sum_k w_k, for any model with a density (hierarchies included).
+
+    Also logs the k-sample average ELBO and its two terms as k-sample Monte Carlo estimates:
+    recon = -mean log p(x|z_k), kl = mean (log q(z_k|x) - log p(z_k)), neg_elbo their sum.
+    """
+
+    needs = frozenset({"density"})
 
     def __init__(self, ctx: BuildContext):
         super().__init__()
         self.k = int(ctx.hp["k"])
 
-    def forward(self, model: VAE, x: Tensor, step: int) -> Terms:
-        q = model.encoder(x)
-        log_w = log_weights(model, x, self.k, q)
-        loss = -log_mean_exp(log_w).mean()
-        with torch.no_grad():
-            neg_elbo = -log_w.mean()
-            kl = model.divergence(q, q.rsample(), model.prior).reshape(len(x), -1).sum(-1).mean()
-        return Terms(loss=loss, neg_elbo=neg_elbo, recon=neg_elbo - kl, kl=kl)
+    def forward(self, model: Structure, x: Tensor, step: int) -> Terms:
+        log_px_z, log_ratio = model.importance_draw(x)(self.k)
+        loss = -log_mean_exp(log_px_z + log_ratio).mean()
+        recon, kl = -log_px_z.detach().mean(), -log_ratio.detach().mean()
+        return Terms(loss=loss, neg_elbo=recon + kl, recon=recon, kl=kl)

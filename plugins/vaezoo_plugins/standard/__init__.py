@@ -1,4 +1,4 @@
-"""The standard parts every variant can build on: the 32x32 conv encoder and decoder, the Bernoulli
+"""The standard parts every variant can build on: the single-latent structure, the 32x32 conv encoder and decoder, the Bernoulli
 likelihood, the standard normal prior, the analytic and Monte Carlo KL, and the beta-ELBO objective.
 
 Registered by name like any plugin's parts; their classes and the recipe presets
@@ -8,6 +8,12 @@ Registered by name like any plugin's parts; their classes and the recipe presets
 from vaezoo import hookimpl
 
 _HERE = "vaezoo_plugins.standard"
+
+
+@hookimpl
+def register_structures(register):
+    register("single-latent", f"{_HERE}.structures:SingleLatent",
+             "encoder -> q(z|x) -> one reparameterised z -> decoder and likelihood (the default)")
 
 
 @hookimpl

@@ -3,32 +3,35 @@
 from __future__ import annotations
 
 from torch import Tensor, nn
+from torch.distributions import Distribution
 
 from vaezoo.errors import UsageError
-from vaezoo.model.distributions import DiagonalGaussian
-from vaezoo.model.parts import BuildContext, Prior
+from vaezoo.model.distributions import as_diagonal_gaussian, kl_per_dim
+from vaezoo.model.parts import BuildContext
 
 
 class AnalyticGaussianKL(nn.Module):
-    """KL(q || p) in closed form per latent dimension; needs a prior that is one diagonal Gaussian."""
+    """KL(q || p) in closed form per latent dimension; needs a diagonal Gaussian posterior and prior."""
 
     part = "gaussian-kl"  # the registered name, for the error message
+    needs = frozenset({"gaussian-posterior"})
 
     def __init__(self, ctx: BuildContext):
         super().__init__()
-        prior = ctx.built["prior"]
-        if not isinstance(prior, Prior) or prior.gaussian() is None:
-            raise UsageError(f"the {self.part} divergence needs a Gaussian prior; use monte-carlo-kl")
+        if as_diagonal_gaussian(ctx.part("prior")()) is None:
+            raise UsageError(f"the {self.part} divergence needs a diagonal Gaussian prior; use monte-carlo-kl")
 
-    def forward(self, q: DiagonalGaussian, z: Tensor, prior: Prior) -> Tensor:
-        return q.kl_per_dim(prior.gaussian())
+    def forward(self, q: Distribution, z: Tensor, p: Distribution) -> Tensor:
+        return kl_per_dim(q, p)
 
 
 class MonteCarloKL(nn.Module):
-    """log q(z|x) - log p(z) at the pass's own sample z: unbiased for KL(q || p), any prior; [B]."""
+    """log q(z|x) - log p(z) at the pass's own sample z: unbiased for KL(q || p), any posterior and prior; [B]."""
+
+    exact = False  # an estimate: evaluation says so
 
     def __init__(self, ctx: BuildContext):
         super().__init__()
 
-    def forward(self, q: DiagonalGaussian, z: Tensor, prior: Prior) -> Tensor:
-        return q.log_prob(z) - prior.log_prob(z)
+    def forward(self, q: Distribution, z: Tensor, p: Distribution) -> Tensor:
+        return q.log_prob(z) - p.log_prob(z)

@@ -28,6 +28,8 @@ def _check_shape(ctx: BuildContext) -> int:
 class ConvEncoder32(nn.Module):
     """x [B, C, 32, 32] -> q(z|x); the trunk runs once, two linear heads give mu and log-variance."""
 
+    gaussian_posterior = True
+
     def __init__(self, ctx: BuildContext):
         super().__init__()
         channels = _check_shape(ctx)
@@ -53,7 +55,7 @@ class ConvDecoder32(nn.Module):
 
     def __init__(self, ctx: BuildContext):
         super().__init__()
-        channels = _check_shape(ctx)
+        _check_shape(ctx)
         self.dense = nn.Sequential(
             nn.Linear(ctx.latent_dim, HIDDEN), nn.ReLU(),
             nn.Linear(HIDDEN, HIDDEN), nn.ReLU(),
@@ -62,7 +64,7 @@ class ConvDecoder32(nn.Module):
         self.deconv = nn.Sequential(
             ConvTranspose2d(CHANNELS, CHANNELS, 4, stride=2, padding=1), nn.ReLU(),
             ConvTranspose2d(CHANNELS, CHANNELS, 4, stride=2, padding=1), nn.ReLU(),
-            ConvTranspose2d(CHANNELS, channels, 4, stride=2, padding=1),
+            ConvTranspose2d(CHANNELS, ctx.output_channels, 4, stride=2, padding=1),
         )
         self.to(memory_format=LAYOUT)
 

@@ -1,27 +1,31 @@
-"""The beta-weighted ELBO with an L2 penalty on every model parameter."""
+"""The beta-weighted ELBO with an L2 penalty on every trainable model parameter."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
+from vaezoo.model.building import trainable_parameters
 from vaezoo.model.parts import BuildContext, Objective, Terms
-from vaezoo.model.vae import Pass
+from vaezoo.model.structure import Pass
 
 
 @torch.no_grad()
 def squared_norm(model: nn.Module) -> Tensor:
-    """Sum of squares of all parameters, as a value (its gradient comes from weight decay)."""
-    norms = torch._foreach_norm([p for p in model.parameters()])
+    """Sum of squares of the trainable parameters, as a value (its gradient comes from weight decay)."""
+    norms = torch._foreach_norm(trainable_parameters(model))
     return torch.stack(norms).square().sum()
 
 
 class BetaELBO(Objective):
-    """loss = E[-log p(x|z)] + beta * D(q || p) + lambda * sum(theta^2), each per image.
+    """loss = E[-log p(x|z)] + beta * D(q || p) + the structure's own loss terms + lambda * sum(theta^2),
+    each per image; works for any structure (every latent group's divergence counts).
 
     The penalty's gradient is the trainer's weight decay (`l2_weight`), so only its value is added here.
     Variants that add batch-level terms subclass it, pass their own `kl_weight` and extend
-    `terms`, so the ELBO bookkeeping and the L2 penalty live only here.
+    `terms`, so the ELBO bookkeeping and the L2 penalty live only here. The logged "kl" and
+    "neg_elbo" are always the true KL and ELBO; a divergence that is not the KL (JS-G) is logged
+    as "divergence".
     """
 
     def __init__(self, ctx: BuildContext, kl_weight: float | None = None):
@@ -36,10 +40,19 @@ class BetaELBO(Objective):
         """The loss terms of one pass `out` of `model` over the batch at global `step`."""
         recon = out.recon.mean()
         kl = out.kl.mean()
-        loss = recon + self.beta * kl
+        divergence = kl if out.divergence_is_kl else out.divergence.mean()
+        loss = recon + self.beta * divergence
+        for value in out.losses.values():
+            loss = loss + value
         if self.l2_weight:
             loss = loss + self.l2_weight * squared_norm(model)
         terms = Terms(loss=loss, neg_elbo=recon + kl, recon=recon, kl=kl)
-        if out.divergence.dim() == 2:
-            terms["kl_per_dim"] = out.divergence.mean(0)
+        if not out.divergence_is_kl:
+            terms["divergence"] = divergence
+        if len(out.groups) == 1 and out.groups[0].kl.dim() == 2:
+            terms["kl_per_dim"] = out.groups[0].kl.mean(0)
+        elif len(out.groups) > 1:
+            terms["kl_per_group"] = torch.stack([group.kl_per_image.mean() for group in out.groups])
+        terms.update(out.losses)
+        terms.update(out.stats)
         return terms

@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import nn
 
-from vaezoo.model.distributions import LOG_2PI, DiagonalGaussian
-from vaezoo.model.parts import BuildContext, Prior
+from vaezoo.model.distributions import DiagonalGaussian
+from vaezoo.model.parts import BuildContext
 
 
-class StandardNormalPrior(Prior):
-    """p(z) = N(0, I)."""
+class StandardNormalPrior(nn.Module):
+    """p(z) = N(0, I) over the latent dimensions; broadcasts against any batch of posteriors."""
 
     def __init__(self, ctx: BuildContext):
         super().__init__()
         self.latent_dim = ctx.latent_dim
         self.register_buffer("_anchor", torch.zeros(()), persistent=False)  # follows .to(device)
 
-    def log_prob(self, z: Tensor) -> Tensor:
-        return -0.5 * (z**2 + LOG_2PI).sum(-1)
-
-    def sample(self, n: int) -> Tensor:
-        return torch.randn(n, self.latent_dim, device=self._anchor.device, dtype=self._anchor.dtype)
-
-    def gaussian(self) -> DiagonalGaussian:
+    def forward(self) -> DiagonalGaussian:
         zeros = self._anchor.new_zeros(self.latent_dim)
         return DiagonalGaussian(zeros, zeros)

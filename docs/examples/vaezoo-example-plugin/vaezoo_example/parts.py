@@ -4,10 +4,12 @@ import math
 
 from torch import nn
 
-from vaezoo.model.distributions import DiagonalGaussian
+from vaezoo.model import DiagonalGaussian
 
 
 class MLPEncoder(nn.Module):
+    gaussian_posterior = True  # q(z|x) is a DiagonalGaussian: closed-form KLs apply
+
     def __init__(self, ctx):
         super().__init__()
         pixels, hidden = math.prod(ctx.input_shape), ctx.hp["hidden"]
@@ -24,7 +26,8 @@ class MLPEncoder(nn.Module):
 class MLPDecoder(nn.Module):
     def __init__(self, ctx):
         super().__init__()
-        self.shape, hidden = tuple(ctx.input_shape), ctx.hp["hidden"]
+        # as many output channels as the likelihood asks for (one per data channel for Bernoulli pixels)
+        self.shape, hidden = (ctx.output_channels, *ctx.input_shape[1:]), ctx.hp["hidden"]
         self.net = nn.Sequential(nn.Linear(ctx.latent_dim, hidden), nn.ReLU(),
                                  nn.Linear(hidden, hidden), nn.ReLU(),
                                  nn.Linear(hidden, math.prod(self.shape)))
