@@ -58,3 +58,45 @@ def test_losses_reach_only_their_own_parameters(build_variant, synthetic):
     assert all(torch.allclose(p.grad, g) for p, g in zip(model_params, expected_model))
     assert all(torch.allclose(p.grad, g) for p, g in zip(disc_params, expected_disc))
     assert terms["tc"].requires_grad and expected_disc[0].abs().sum() > 0
+
+
+def test_negatives_come_from_the_independent_second_batch(build_variant, synthetic):
+    """Algorithm 2 of Kim & Mnih: the discriminator's class 1 is a permutation of an independent batch's codes."""
+    model, objective = build_variant("factor-vae", latent_dim=3, disc_hidden=16)
+    assert objective.extra_batches == 1
+    x, other = as_float(synthetic.train[:8]), as_float(synthetic.train[8:16])
+    torch.manual_seed(5)
+    terms = objective(model, torch.cat([x, other]), 0)
+    torch.manual_seed(5)
+    z = model(x).z
+    with torch.no_grad():
+        negatives = permute_dims(model(other).z)
+    logits = objective.discriminator(torch.cat([z.detach(), negatives]))
+    labels = torch.cat([torch.zeros(8, dtype=torch.long), torch.ones(8, dtype=torch.long)])
+    torch.testing.assert_close(terms["aux_loss"], torch.nn.functional.cross_entropy(logits, labels))
+    same_batch = objective.discriminator_loss(z)
+    assert abs(float(same_batch) - float(terms["aux_loss"])) > 1e-4
+    _, first_wave = build_variant("factor-vae", latent_dim=3, disc_hidden=16, negatives="same-batch")
+    assert first_wave.extra_batches == 0
+
+
+def test_independent_batch_is_a_function_of_seed_and_step(synthetic):
+    from vaezoo.data import independent_batch
+
+    images = synthetic.train
+    a, again = independent_batch(images, 16, 0, 7), independent_batch(images, 16, 0, 7)
+    assert torch.equal(a, again) and a.shape == (16, 1, 32, 32)
+    assert not torch.equal(a, independent_batch(images, 16, 0, 8))
+    assert not torch.equal(a, independent_batch(images, 16, 1, 7))
+    halves = [independent_batch(images, 16, 0, 7, part=(rank, 2)) for rank in (0, 1)]
+    assert torch.equal(torch.cat(halves), a)  # under torchrun each process trains on its slice
+
+
+def test_factor_vae_with_independent_negatives_resumes_bit_for_bit(tmp_path, cli):
+    from .test_resume import assert_same_results
+
+    args = ("factor-vae", "--dataset", "synthetic", "--batch-size", "256", "-o", "disc_hidden=16", "--device", "cpu")
+    assert cli("train", *args, "--epochs", "2", "--out", str(tmp_path / "whole")).code == 0
+    assert cli("train", *args, "--epochs", "1", "--out", str(tmp_path / "cut")).code == 0
+    assert cli("train", "--resume", str(tmp_path / "cut"), "--epochs", "2", "--device", "cpu").code == 0
+    assert_same_results(tmp_path / "cut", tmp_path / "whole")

@@ -94,3 +94,18 @@ def test_logged_terms_are_k_sample_estimates_of_recon_and_kl(build_variant, batc
     assert abs(float(terms["recon"]) - float(recon.mean())) < 4 * float(recon.std()) / 4000**0.5 * 2**0.5
     assert float(terms["neg_elbo"]) == pytest.approx(float(terms["recon"] + terms["kl"]), rel=1e-6)
     assert float(terms["loss"]) < float(terms["neg_elbo"])  # the k-sample bound is tighter than the ELBO
+
+
+def test_k1_with_the_reference_penalty_is_conv_fashions_objective(build_variant, batch):
+    """iwae -o k=1 -o lambda=0.01 is conv-fashion's loss with a one-sample KL, to rounding, on the same noise."""
+    model, objective = build_variant("iwae", k=1, **{"lambda": 0.01})
+    reference, reference_objective = build_variant("conv-fashion", parts={"divergence": "monte-carlo-kl"})
+    reference.load_state_dict(model.state_dict())
+    assert objective.l2_weight == reference_objective.l2_weight == 0.01
+    torch.manual_seed(6)
+    ours = objective(model, batch, 0)["loss"]
+    torch.manual_seed(6)
+    theirs = reference_objective(reference, batch, 0)["loss"]
+    assert float(ours) == pytest.approx(float(theirs), rel=1e-6)
+    _, paper = build_variant("iwae")
+    assert paper.l2_weight == 0.0  # Burda et al. use no penalty

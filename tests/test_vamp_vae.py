@@ -79,3 +79,20 @@ def test_monte_carlo_kl_is_unbiased_for_the_closed_form():
     estimates = MonteCarloKL(None)(q, z, prior())[:, 0]
     closed = float(q.kl_per_dim(prior()).sum())
     assert float(estimates.mean()) == pytest.approx(closed, abs=4 * float(estimates.std()) / 20_000**0.5)
+
+
+def test_pseudo_inputs_get_no_weight_decay(build_variant):
+    """They are images, not weights: exempt from the L2 penalty's value and from the optimiser's decay."""
+    from vaezoo.training.loop import build_optimizers
+    from vaezoo_plugins.standard.objectives import squared_norm
+
+    model, objective = build_variant("vamp-vae", latent_dim=3, pseudo_inputs=50)
+    with torch.no_grad():
+        model.prior.pseudo_inputs.fill_(1.0)  # 50 * 1024 = 51,200 if it were counted
+    weights = sum(float(p.detach().double().pow(2).sum()) for name, p in model.named_parameters()
+                  if name != "prior.pseudo_inputs")
+    assert float(squared_norm(model)) == pytest.approx(weights, rel=1e-5)
+    groups = build_optimizers(model, objective, {"lr": 1e-3})["model"].param_groups
+    decay = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    assert decay[id(model.prior.pseudo_inputs)] == 0.0
+    assert decay[id(model.encoder.mu.weight)] == pytest.approx(0.02)

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from torch import nn
 
 from vaezoo.model import build_model, build_objective
 from vaezoo.registry import get_registry
@@ -21,6 +22,69 @@ def _setup(synthetic, **overrides):
     torch.manual_seed(0)
     model = build_model(spec, hp, synthetic.input_shape, registry)
     return model, build_objective(model, registry)
+
+
+class PlainReference(nn.Module):
+    """conv-fashion written with stock layers only: contiguous weights, nn.ConvTranspose2d, no fold
+    path; the penalty differentiated in the loss. Shares no code with vaezoo's parts."""
+
+    def __init__(self):
+        super().__init__()
+        conv = dict(kernel_size=4, stride=2, padding=1)
+        self.encoder = nn.Sequential(nn.Conv2d(1, 32, **conv), nn.ReLU(), nn.Conv2d(32, 32, **conv), nn.ReLU(),
+                                     nn.Conv2d(32, 32, **conv), nn.ReLU(), nn.Flatten(), nn.Linear(512, 256),
+                                     nn.ReLU(), nn.Linear(256, 256), nn.ReLU())
+        self.mu, self.logvar = nn.Linear(256, 10), nn.Linear(256, 10)
+        self.dense = nn.Sequential(nn.Linear(10, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
+                                   nn.Linear(256, 512), nn.ReLU())
+        self.deconv = nn.Sequential(nn.ConvTranspose2d(32, 32, **conv), nn.ReLU(), nn.ConvTranspose2d(32, 32, **conv),
+                                    nn.ReLU(), nn.ConvTranspose2d(32, 1, **conv))
+
+    def loss(self, x):
+        h = self.encoder(x)
+        mu, logvar = self.mu(h), self.logvar(h)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        logits = self.deconv(self.dense(z).view(-1, 32, 4, 4))
+        recon = nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum") / len(x)
+        kl = 0.5 * (logvar.exp() + mu**2 - 1 - logvar).sum() / len(x)
+        return recon + kl + LAMBDA * sum(p.pow(2).sum() for p in self.parameters())
+
+
+def test_weight_decay_matches_plain_contiguous_layers_in_float64(synthetic):
+    """vaezoo's channels_last weights, fold transposed convolution and fused Adam with weight decay
+    train exactly like stock contiguous layers with the penalty in the loss (float64: no rounding
+    to hide behind), so a layout or pairing error in the optimizer state shows."""
+    model, objective = _setup(synthetic)
+    model.double()
+    plain = PlainReference().double()
+    ours = [p for _, p in model.named_parameters()]
+    assert [p.shape for p in ours] == [p.shape for p in _plain_order(plain)]
+    with torch.no_grad():
+        for mine, theirs in zip(ours, _plain_order(plain)):
+            theirs.copy_(mine)
+    assert any(not p.is_contiguous() for p in ours)  # the layout under test really differs
+    optimizer = build_optimizers(model, objective, {"lr": LR})["model"]
+    reference = torch.optim.Adam(plain.parameters(), lr=LR, foreach=False)
+    for i, x in enumerate(_batches(synthetic)):
+        torch.manual_seed(100 + i)
+        terms = objective(model, x.double(), i)
+        optimizer.zero_grad()
+        terms["loss"].backward()
+        optimizer.step()
+        torch.manual_seed(100 + i)
+        loss = plain.loss(x.double())
+        assert float(terms["loss"].detach()) == pytest.approx(float(loss.detach()), rel=1e-12)
+        reference.zero_grad()
+        loss.backward()
+        reference.step()
+    for mine, theirs in zip(ours, _plain_order(plain)):
+        torch.testing.assert_close(mine, theirs, rtol=1e-10, atol=1e-12)
+
+
+def _plain_order(plain: PlainReference) -> list:
+    """The reference's parameters in vaezoo's order: encoder trunk, heads, decoder dense, deconv."""
+    return [*plain.encoder.parameters(), *plain.mu.parameters(), *plain.logvar.parameters(),
+            *plain.dense.parameters(), *plain.deconv.parameters()]
 
 
 def _train_with_penalty_in_loss(model, batches):

@@ -7,12 +7,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from vaezoo.errors import DataError
 
 DATA_ENV = "VAEZOO_DATA"
+INDEPENDENT_STREAM = 1  # tells independent_batch's seeds apart from any other use of (seed, step)
 
 
 @dataclass
@@ -65,6 +67,20 @@ def shuffled_batches(images: Tensor, batch_size: int, generator: torch.Generator
     share = batch_size // size
     for start in range(skip * batch_size + rank * share, n - batch_size + 1 + rank * share, batch_size):
         yield as_float(images[order[start:start + share]])
+
+
+def independent_batch(images: Tensor, batch_size: int, seed: int, step: int, part: tuple[int, int] = (0, 1)) -> Tensor:
+    """A float batch drawn at random, independently of the epoch's order, fixed by (seed, step).
+
+    For objectives that contrast the step's batch with an independent one; being a function of the
+    step, it needs no state to resume bit for bit. `part` slices it like `shuffled_batches`.
+    """
+    stream = np.random.SeedSequence([seed % 2**64, INDEPENDENT_STREAM, step]).generate_state(1, np.uint64)[0]
+    generator = torch.Generator().manual_seed(int(stream % 2**63))
+    rank, size = part
+    share = batch_size // size
+    chosen = torch.randperm(images.shape[0], generator=generator)[rank * share:(rank + 1) * share]
+    return as_float(images[chosen.to(images.device)])
 
 
 def ordered_batches(images: Tensor, batch_size: int) -> Iterator[Tensor]:

@@ -57,6 +57,14 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
+def penalised_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The trainable parameters an L2 penalty applies to: all but those a part names in its
+    `no_weight_decay` attribute (parameter names relative to that part, e.g. a VampPrior's
+    pseudo-inputs, which are data rather than weights)."""
+    exempt = {id(getattr(module, name)) for module in model.modules() for name in getattr(module, "no_weight_decay", ())}
+    return [p for p in trainable_parameters(model) if id(p) not in exempt]
+
+
 def _check_needs(what: str, part: object, model: Structure) -> None:
     missing = sorted(set(getattr(part, "needs", ())) - set(model.capabilities))
     if missing:

@@ -112,10 +112,14 @@ class Objective(nn.Module):
     not decoupled) weight decay, which is exact and cheaper than differentiating the sum; so an
     objective with l2_weight > 0 adds the penalty's *value* to "loss" without autograd.
     `needs` names the model capabilities the objective requires (checked before training).
+    `extra_batches` asks the trainer for that many independent random batches of the same size
+    appended to x (the step's own batch comes first): for estimators that contrast a batch with an
+    independent one.
     """
 
     l2_weight: float = 0.0
     needs: frozenset[str] = frozenset()
+    extra_batches: int = 0
 
     def forward(self, model: nn.Module, x: Tensor, step: int) -> Terms:  # pragma: no cover - interface
         raise NotImplementedError

@@ -20,12 +20,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from vaezoo import __version__
-from vaezoo.data import ImageData, shuffled_batches
+from vaezoo.data import ImageData, independent_batch, shuffled_batches
 from vaezoo.devices import synchronize
 from vaezoo.errors import NonFiniteLossError, TrainingInterrupted
 from vaezoo.evaluation.measures import elbo_sums, per_image
 from vaezoo.hparams import HParams
-from vaezoo.model.building import build_model, build_objective, trainable_parameters
+from vaezoo.model.building import build_model, build_objective, penalised_parameters, trainable_parameters
 from vaezoo.model.parts import Objective, Terms
 from vaezoo.model.structure import Structure
 from vaezoo.registry import Registry
@@ -101,12 +101,17 @@ def build_optimizers(model: Structure, objective: Objective, hp: HParams) -> dic
     The objective's L2 penalty becomes the model optimizer's gradient-identical weight decay:
     d/dtheta lambda * sum(theta^2) = 2 * lambda * theta, which torch.optim.Adam (L2, not AdamW) adds
     to the gradient when weight_decay = 2 * lambda. The fused kernel does the update in one pass.
-    Checkpoints save and restore each optimizer under its name.
+    Parameters a part exempts from the penalty (`no_weight_decay`) get a group of their own without
+    it. Checkpoints save and restore each optimizer under its name.
     """
     params = trainable_parameters(model)
     fused = all(p.device.type in ("cpu", "cuda") for p in params)
-    optimizers: dict[str, torch.optim.Optimizer] = {"model": torch.optim.Adam(
-        params, lr=hp["lr"], weight_decay=2.0 * objective.l2_weight, fused=fused or None)}
+    decayed = penalised_parameters(model)
+    exempt = [p for p in params if all(p is not q for q in decayed)]
+    groups = [{"params": decayed, "weight_decay": 2.0 * objective.l2_weight}]
+    if exempt:
+        groups.append({"params": exempt, "weight_decay": 0.0})
+    optimizers: dict[str, torch.optim.Optimizer] = {"model": torch.optim.Adam(groups, lr=hp["lr"], fused=fused or None)}
     aux_optimizer = objective.aux_optimizer()
     if aux_optimizer is not None:
         optimizers["aux"] = aux_optimizer
@@ -231,6 +236,9 @@ class _Loop:
         for x in shuffled_batches(self.data.train, self.batch_size, order, skip=state.batch, part=self.world.part):
             if state.batch >= total:
                 break
+            for _ in range(self.objective.extra_batches):
+                x = torch.cat([x, independent_batch(self.data.train, self.batch_size, setup.seed, state.step,
+                                                    self.world.part)])
             terms = self.step(x)
             if state.step % PROGRESS_EVERY == 0:
                 self.check_finite()

@@ -22,7 +22,10 @@ from vaezoo_plugins.standard.objectives import BetaELBO
 def log_weight_matrix(batch_size: int, dataset_size: int, estimator: str) -> Tensor:
     """log W [B, B]: row i weights the batch's posteriors in the estimate of q(z_i).
 
-    mws: every entry 1/(N B) (minibatch weighted sampling, the paper's biased form).
+    mws: every entry 1/B (minibatch weighted sampling). Chen et al. write 1/(N B); that row sum of
+    1/N shifts log q(z) by -log N and each log q(z_d) too, so the logged TC by +(D - 1) log N, the
+    MI by +log N and the dimension-wise KL by -D log N, while the loss's gradient is the same.
+    With 1/B every row sums to 1 as under mss and the logged terms estimate what they are named.
     mss: 1/N on the diagonal (z_i's own image), (N - M)/(N M) for one other image (the last
     stratum) and 1/M for the rest, M = B - 1; each row sums to 1, so the estimate is unbiased.
     """
@@ -30,7 +33,7 @@ def log_weight_matrix(batch_size: int, dataset_size: int, estimator: str) -> Ten
     if b < 2 or n < b:
         raise UsageError(f"the {estimator} estimator needs 2 <= batch size <= training-set size (got {b}, {n})")
     if estimator == "mws":
-        return torch.full((b, b), -math.log(n * b), dtype=torch.float64)
+        return torch.full((b, b), -math.log(b), dtype=torch.float64)
     m = b - 1
     weights = torch.full((b, b), 1.0 / m, dtype=torch.float64)
     rows = torch.arange(b)

@@ -26,6 +26,9 @@ def register_variants(register):
             Param("disc_beta1", "float", 0.5, "discriminator Adam beta1", low=0.0, high=0.999),
             Param("disc_beta2", "float", 0.9, "discriminator Adam beta2", low=0.0, high=0.9999),
             Param("disc_hidden", "int", 1000, "units in each of the discriminator's 5 hidden layers", low=1),
+            Param("negatives", "str", "independent", "where the discriminator's permuted codes come from: an "
+                  "independent second batch (Algorithm 2 of the paper) or the step's own batch",
+                  choices=("independent", "same-batch")),
             *beta_elbo_params(beta=None),
         ),
         paper="Kim & Mnih 2018, Disentangling by Factorising, ICML (arXiv 1802.05983)",

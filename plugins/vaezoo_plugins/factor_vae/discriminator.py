@@ -35,7 +35,12 @@ def discriminator(latent_dim: int, hidden: int) -> nn.Sequential:
 
 
 class DiscriminatorTCELBO(BetaELBO):
-    """loss = E[-log p(x|z)] + KL + gamma * TC_hat; aux_loss trains the discriminator on detached z."""
+    """loss = E[-log p(x|z)] + KL + gamma * TC_hat; aux_loss trains the discriminator on detached z.
+
+    As in Algorithm 2 of Kim & Mnih, the discriminator's "permuted" class comes from an independent
+    second batch (the trainer appends one: `extra_batches`), encoded without gradient; negatives
+    "same-batch" permutes the step's own codes instead (the first wave's behaviour).
+    """
 
     needs = frozenset({"single-group"})
 
@@ -45,25 +50,36 @@ class DiscriminatorTCELBO(BetaELBO):
         self.gamma = float(hp["gamma"])
         self.discriminator = discriminator(ctx.latent_dim, int(hp["disc_hidden"]))
         self.adam = {"lr": float(hp["disc_lr"]), "betas": (float(hp["disc_beta1"]), float(hp["disc_beta2"]))}
+        self.extra_batches = 1 if hp["negatives"] == "independent" else 0
 
     def total_correlation(self, z: Tensor) -> Tensor:
         """Batch mean of the discriminator's log-ratio log D(z) / (1 - D(z))."""
         logits = self.discriminator(z)
         return (logits[:, 0] - logits[:, 1]).mean()
 
-    def discriminator_loss(self, z: Tensor) -> Tensor:
-        """Cross-entropy of telling z (class 0) from its dimension-wise permutation (class 1)."""
+    def discriminator_loss(self, z: Tensor, z_other: Tensor | None = None) -> Tensor:
+        """Cross-entropy of telling z (class 0) from a dimension-wise permutation (class 1) of `z_other`
+        (codes of an independent batch; z itself when None)."""
         z = z.detach()
-        logits = self.discriminator(torch.cat([z, permute_dims(z)]))
-        labels = torch.cat([z.new_zeros(len(z), dtype=torch.long), z.new_ones(len(z), dtype=torch.long)])
+        negatives = permute_dims((z if z_other is None else z_other).detach())
+        logits = self.discriminator(torch.cat([z, negatives]))
+        labels = torch.cat([z.new_zeros(len(z), dtype=torch.long), z.new_ones(len(negatives), dtype=torch.long)])
         return F.cross_entropy(logits, labels)
+
+    def forward(self, model: nn.Module, x: Tensor, step: int) -> Terms:
+        x, other = x.chunk(2) if self.extra_batches else (x, None)
+        out = model(x)
+        terms = self.terms(model, out, step)
+        with torch.no_grad():
+            z_other = None if other is None else model(other).z
+        terms["aux_loss"] = self.discriminator_loss(out.z, z_other)
+        return terms
 
     def terms(self, model: nn.Module, out: Pass, step: int) -> Terms:
         terms = super().terms(model, out, step)
         tc = self.total_correlation(out.z)
         terms["loss"] = terms["loss"] + self.gamma * tc
         terms["tc"] = tc
-        terms["aux_loss"] = self.discriminator_loss(out.z)
         return terms
 
     def aux_optimizer(self) -> torch.optim.Optimizer:

@@ -22,6 +22,8 @@ def register_variants(register):
         params=(
             *CONV_TRAINING,
             Param("k", "int", 5, "importance samples per image (1 = the ELBO)", low=1),
+            Param("lambda", "float", 0.0, "weight of the sum of squared parameters added to the loss (Burda et al. "
+                  "use none; 0.01 with k = 1 is conv-fashion's objective with a one-sample KL)", low=0.0),
         ),
         paper="Burda, Grosse & Salakhutdinov 2015, Importance Weighted Autoencoders, arXiv 1509.00519",
     ))

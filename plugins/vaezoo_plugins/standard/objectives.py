@@ -5,15 +5,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vaezoo.model.building import trainable_parameters
+from vaezoo.model.building import penalised_parameters
 from vaezoo.model.parts import BuildContext, Objective, Terms
 from vaezoo.model.structure import Pass
 
 
 @torch.no_grad()
 def squared_norm(model: nn.Module) -> Tensor:
-    """Sum of squares of the trainable parameters, as a value (its gradient comes from weight decay)."""
-    norms = torch._foreach_norm(trainable_parameters(model))
+    """Sum of squares of the penalised parameters, as a value (its gradient comes from weight decay)."""
+    norms = torch._foreach_norm(penalised_parameters(model))
     return torch.stack(norms).square().sum()
 
 

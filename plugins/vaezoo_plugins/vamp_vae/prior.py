@@ -15,8 +15,12 @@ INIT_MEAN, INIT_STD = 0.05, 0.01
 class VampPrior(nn.Module):
     """A mixture of the encoder's posteriors at K pseudo-inputs u_k, learnt with the model.
 
-    The encoder is the model's own, held by reference (PartRef) so its weights are saved once.
+    The encoder is the model's own, held by reference (PartRef) so its weights are saved once. The
+    pseudo-inputs are exempt from the L2 penalty: they are images, not weights (Tomczak's code does
+    not decay them either).
     """
+
+    no_weight_decay = ("pseudo_inputs",)
 
     def __init__(self, ctx: BuildContext):
         super().__init__()
