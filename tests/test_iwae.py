@@ -106,6 +106,69 @@ def test_k1_with_the_reference_penalty_is_conv_fashions_objective(build_variant,
     ours = objective(model, batch, 0)["loss"]
     torch.manual_seed(6)
     theirs = reference_objective(reference, batch, 0)["loss"]
-    assert float(ours) == pytest.approx(float(theirs), rel=1e-6)
+    assert float(ours.detach()) == pytest.approx(float(theirs.detach()), rel=1e-6)
     _, paper = build_variant("iwae")
     assert paper.l2_weight == 0.0  # Burda et al. use no penalty
+
+
+def _loss(build_variant, batch, name, seed=7, **hparams):
+    torch.manual_seed(0)  # the same weights for every variant built here
+    model, objective = build_variant(name, latent_dim=4, **hparams)
+    torch.manual_seed(seed)
+    return model, objective, objective(model, batch, 0)["loss"]
+
+
+def test_miwae_and_ciwae_reduce_to_iwae_and_the_elbo_at_their_limits(build_variant, batch):
+    """MIWAE(m=1) = IWAE_k; MIWAE(k=1) = CIWAE(beta=1) = the mean one-sample ELBO; CIWAE(beta=0) = IWAE_k,
+    each on the same noise, against log weights written out from the parts."""
+    model, _, miwae_m1 = _loss(build_variant, batch, "miwae", m=1, k=6)
+    torch.manual_seed(7)
+    log_w = log_weights(model, batch, 6, model.encoder(batch))
+    iwae = -log_mean_exp(log_w).mean()
+    elbo = -log_w.mean()
+    assert float(miwae_m1) == pytest.approx(float(iwae), rel=1e-6)
+    assert float(_loss(build_variant, batch, "miwae", m=6, k=1)[2]) == pytest.approx(float(elbo), rel=1e-6)
+    assert float(_loss(build_variant, batch, "ciwae", k=6, ciwae_beta=1.0)[2]) == pytest.approx(float(elbo), rel=1e-6)
+    assert float(_loss(build_variant, batch, "ciwae", k=6, ciwae_beta=0.0)[2]) == pytest.approx(float(iwae), rel=1e-6)
+    half = _loss(build_variant, batch, "ciwae", k=6, ciwae_beta=0.25)[2]
+    assert float(half) == pytest.approx(0.25 * float(elbo) + 0.75 * float(iwae), rel=1e-6)
+
+
+def test_bounds_are_ordered_for_any_weights(build_variant):
+    """For the same m * k log weights: ELBO <= MIWAE_{m,k} <= IWAE_{mk} (Jensen), strictly when weights vary."""
+    _, miwae = build_variant("miwae", m=4, k=5)
+    log_w = torch.randn(20, 3) * 3
+    elbo, mid, iwae = log_w.mean(0), miwae.bound(log_w), log_mean_exp(log_w)
+    assert torch.all(elbo < mid) and torch.all(mid < iwae)
+
+
+def test_piwae_gives_the_decoder_iwae_gradients_and_the_encoder_miwae_gradients(build_variant, batch):
+    model, objective, loss = _loss(build_variant, batch, "piwae", m=3, k=4)
+    encoder = list(model.encoder.parameters())
+    generative = [p for name, p in model.named_parameters() if not name.startswith("encoder.")]
+    got_encoder = torch.autograd.grad(loss, encoder, retain_graph=True)
+    got_generative = torch.autograd.grad(loss, generative)
+    torch.manual_seed(7)
+    log_w = log_weights(model, batch, 12, model.encoder(batch))
+    iwae = -log_mean_exp(log_w).mean()
+    miwae = -log_mean_exp(log_w.view(3, 4, -1), dim=1).mean()
+    want_encoder = torch.autograd.grad(miwae, encoder, retain_graph=True)
+    want_generative = torch.autograd.grad(iwae, generative, allow_unused=True, retain_graph=True)
+    assert float(loss.detach()) == pytest.approx(float(iwae.detach()), rel=1e-6)  # logged: the IWAE loss
+    for got, want in zip(got_encoder, want_encoder):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    for got, want in zip(got_generative, want_generative):
+        torch.testing.assert_close(got, torch.zeros_like(got) if want is None else want, rtol=1e-4, atol=1e-6)
+    assert not all(torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+                   for a, b in zip(got_encoder, torch.autograd.grad(iwae, encoder)))  # the swap did something
+
+
+def test_piwae_needs_a_separate_inference_network(build_variant):
+    from vaezoo.errors import UsageError
+    from vaezoo.model import build_objective
+    from vaezoo.registry import get_registry
+
+    model, _ = build_variant("piwae")
+    model.capabilities = model.capabilities - {"inference-network"}
+    with pytest.raises(UsageError, match="inference-network"):
+        build_objective(model, get_registry())

@@ -25,6 +25,9 @@ ZOO = {  # variant -> overrides that keep a smoke run small (the paper defaults 
     "factor-vae": {"disc_hidden": 32},
     "gjs-vae": {},
     "iwae": {"k": 3},
+    "miwae": {"m": 2, "k": 2},
+    "ciwae": {"k": 3},
+    "piwae": {"m": 2, "k": 2},
     "vamp-vae": {"pseudo_inputs": 20},
     "info-vae": {},
 }
@@ -35,6 +38,9 @@ PAPER_DEFAULTS = {
     "factor-vae": {"gamma": 6.0, "disc_lr": 1e-4, "disc_beta1": 0.5, "disc_beta2": 0.9},
     "gjs-vae": {"alpha": 0.5, "dual": False},
     "iwae": {"k": 5},
+    "miwae": {"m": 8, "k": 8},
+    "ciwae": {"k": 64, "ciwae_beta": 0.5},
+    "piwae": {"m": 8, "k": 8},
     "vamp-vae": {"pseudo_inputs": 500},
     "info-vae": {"info_lambda": 1000.0, "alpha": 0.0},
 }

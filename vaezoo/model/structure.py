@@ -30,6 +30,7 @@ CAPABILITIES = {
                           "encoder that returns one says so with the class attribute gaussian_posterior = True",
     "flat-code": "representation(x) gives one code vector per image (traversals, metrics, active units)",
     "prior-samples": "the prior over the latent can be sampled: sample(n) draws real samples",
+    "inference-network": "inference_parameters() gives the parameters of q apart from the generative model's",
 }
 
 @dataclass
@@ -196,6 +197,10 @@ class Structure(nn.Module):
     def decode_representation(self, z: Tensor) -> Tensor:
         """Images decoded from codes shaped like `representation`'s."""
         raise NotApplicable(f"{type(self).__name__} has no flat code to decode")
+
+    def inference_parameters(self) -> Iterable[nn.Parameter]:
+        """The parameters of the posteriors only (needs "inference-network")."""
+        raise NotApplicable(f"{type(self).__name__} does not separate its inference network")
 
     @torch.no_grad()
     def measures(self, batches: Iterable[Tensor]) -> dict[str, float]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from vaezoo.model.distributions import central_value
 from vaezoo.model.parts import BuildContext
@@ -24,7 +26,7 @@ class SingleLatent(Structure):
         self.likelihood = ctx.part("likelihood")
         self.prior = ctx.part("prior")
         self.divergence = ctx.part("divergence")
-        capabilities = {"density", "single-group", "flat-code", "prior-samples"}
+        capabilities = {"density", "single-group", "flat-code", "prior-samples", "inference-network"}
         if getattr(self.encoder, "gaussian_posterior", False):
             capabilities.add("gaussian-posterior")
         self.capabilities = frozenset(capabilities)
@@ -45,6 +47,9 @@ class SingleLatent(Structure):
             return self.likelihood.log_prob(x, self.decoder(z)), p.log_prob(z) - q.log_prob(z)
 
         return draw
+
+    def inference_parameters(self) -> Iterator[nn.Parameter]:
+        return self.encoder.parameters()
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
