@@ -24,6 +24,8 @@ ZOO = {  # variant -> overrides that keep a smoke run small (the paper defaults 
     "beta-tcvae": {},
     "factor-vae": {"disc_hidden": 32},
     "gjs-vae": {},
+    "dip-vae-i": {},
+    "dip-vae-ii": {},
     "iwae": {"k": 3},
     "miwae": {"m": 2, "k": 2},
     "ciwae": {"k": 3},
@@ -37,6 +39,8 @@ PAPER_DEFAULTS = {
     "beta-tcvae": {"alpha": 1.0, "beta": 6.0, "gamma": 1.0, "estimator": "mss"},
     "factor-vae": {"gamma": 6.0, "disc_lr": 1e-4, "disc_beta1": 0.5, "disc_beta2": 0.9},
     "gjs-vae": {"alpha": 0.5, "dual": False},
+    "dip-vae-i": {"lambda_od": 10.0, "lambda_d": 100.0, "dip_type": "i"},
+    "dip-vae-ii": {"lambda_od": 10.0, "lambda_d": 10.0, "dip_type": "ii"},
     "iwae": {"k": 5},
     "miwae": {"m": 8, "k": 8},
     "ciwae": {"k": 64, "ciwae_beta": 0.5},
@@ -59,7 +63,7 @@ def test_info_shows_paper_and_defaults(cli, name):
 
 
 def test_registration_modules_do_not_import_torch():
-    plugins = ["beta_vae", "beta_tcvae", "factor_vae", "gjs_vae", "iwae", "vamp_vae", "info_vae"]
+    plugins = ["beta_vae", "beta_tcvae", "factor_vae", "gjs_vae", "iwae", "vamp_vae", "info_vae", "dip_vae"]
     code = ("import sys, importlib\n"
             f"for m in {plugins!r}: importlib.import_module('vaezoo_plugins.' + m)\n"
             "from vaezoo.registry import get_registry\n"
