@@ -170,3 +170,38 @@ def test_evaluate_matches_hand_computation(slope, active):
     assert abs(result["neg_elbo"] + elbo.mean()) < 4 * se
     assert result["recon"] + result["kl"] == pytest.approx(result["neg_elbo"])
     assert result["images"] == 800 and result["importance_samples"] == 500
+
+
+def _log_px_first_pixel(x: np.ndarray) -> np.ndarray:
+    """log p(x_00) = log ∫ Bernoulli(x_00; sigmoid(W_0 z + B_0)) N(z; 0, 1) dz, by the trapezoid rule."""
+    z = np.linspace(-12.0, 12.0, 200_001)
+    logits = W[0] * z + B[0]
+    log_joint = x[:, None] * logits[None] - np.logaddexp(0.0, logits)[None] - 0.5 * (z**2 + np.log(2 * np.pi))
+    peak = log_joint.max(1, keepdims=True)
+    return np.log(np.trapezoid(np.exp(log_joint - peak), z, axis=1)) + peak[:, 0]
+
+
+def test_region_measures_count_only_the_region_and_match_quadrature():
+    from vaezoo.evaluation.measures import region_measures
+
+    model = tiny_model()
+    images = (PATTERNS.repeat(50, 1, 1, 1) * 255).to(torch.uint8)
+    torch.manual_seed(4)
+    whole = region_measures(model, images, k=200, batch_size=400, region=(0, 2, 0, 2))
+    torch.manual_seed(4)
+    full = evaluate(model, images, k=200, batch_size=400)
+    assert whole["values"] == 4 and whole["neg_elbo"] == pytest.approx(full["neg_elbo"], rel=1e-6)
+    torch.manual_seed(5)
+    corner = region_measures(model, images, k=2000, batch_size=400, region=(0, 1, 0, 1))
+    expected = -_log_px_first_pixel(PATTERNS[:, 0, 0, 0].double().numpy()).mean()
+    assert corner["values"] == 1 and corner["nll"] == pytest.approx(expected, abs=0.01)
+    assert corner["neg_elbo"] >= corner["nll"] - 0.01  # still a bound, on one pixel
+    assert isinstance(model.likelihood, BernoulliLikelihood)  # the region's likelihood is swapped back
+
+
+def test_region_outside_the_image_is_not_applicable():
+    from vaezoo.errors import NotApplicable
+    from vaezoo.evaluation.measures import region_measures
+
+    with pytest.raises(NotApplicable, match="not inside"):
+        region_measures(tiny_model(), (PATTERNS * 255).to(torch.uint8), 1, 16, (0, 3, 0, 2))

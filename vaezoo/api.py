@@ -87,11 +87,13 @@ def resume_training(run: str | Path, *, epochs: int | str | None = None, data_di
 def evaluate(path: str | Path, *, split: str = "test", importance_samples: int = DEFAULT_IMPORTANCE_SAMPLES,
              batch_size: int = DEFAULT_EVAL_BATCH_SIZE, seed: int = 0, data_dir: str | Path | None = None,
              device: str = "auto", out: str | Path | None = None, overwrite: bool = False,
-             save: bool = True) -> dict[str, Any]:
+             save: bool = True, region: tuple[int, int, int, int] | None = None) -> dict[str, Any]:
     """Measure a model on a held-out split; write the result to eval.json beside it unless `save` is False.
 
     Values are per image: neg_elbo, recon, kl, kl_per_dim, nll (importance-sampled -log p(x)),
     posterior_mean_variance, active_units and mse (per pixel); `saved_to` is the file written.
+    `region` = (top, bottom, left, right) also measures the ELBO and -log p(x) counting log p(x|z)
+    on those rows and columns only (result["region"]).
     """
     import torch
 
@@ -111,6 +113,8 @@ def evaluate(path: str | Path, *, split: str = "test", importance_samples: int =
     torch.manual_seed(seed)
     started = time.perf_counter()
     measures = evaluation.evaluate(model, images, importance_samples, batch_size)
+    if region is not None:
+        measures["region"] = evaluation.region_measures(model, images, importance_samples, batch_size, region)
     result = {
         "source": str(artifact.path), "variant": artifact.spec.name, "dataset": artifact.metadata["dataset"],
         "split": split, "seed": seed, "batch_size": batch_size, **measures,

@@ -15,10 +15,13 @@ class BernoulliLikelihood(nn.Module):
     def __init__(self, ctx: BuildContext):
         super().__init__()
 
+    def log_prob_pixels(self, x: Tensor, logits: Tensor) -> Tensor:
+        """log p(x_i|z) per pixel, [S..., B, C, H, W]: minus BCE-with-logits; x broadcasts over sample dims."""
+        return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
+
     def log_prob(self, x: Tensor, logits: Tensor) -> Tensor:
-        """-sum over pixels of BCE-with-logits, [S..., B]; x broadcasts over leading sample dims."""
-        bce = F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
-        return -bce.flatten(-3).sum(-1)
+        """The pixels' sum, [S..., B]."""
+        return self.log_prob_pixels(x, logits).flatten(-3).sum(-1)
 
     def mean(self, logits: Tensor) -> Tensor:
         return torch.sigmoid(logits)
