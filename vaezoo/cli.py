@@ -373,6 +373,29 @@ def sample_command(
     out.print(f"wrote {written}", highlight=False)
 
 
+@app.command("bench")
+def bench_command(
+    protocol: str = typer.Argument("fashion-mnist", help="A built-in protocol (fashion-mnist) or a JSON protocol file."),
+    out_dir: Path = typer.Option(Path("bench"), "--out", help="Where the bench's run folders go."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted bench in --out."),
+    only: List[str] = typer.Option([], "--only", help="Run only these variants (repeatable)."),
+    report: Path = typer.Option(Path("docs/results.md"), "--report", help="The markdown table to write."),
+    report_only: bool = typer.Option(False, "--report-only", help="Rewrite the table from --out without running."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+) -> None:
+    """Train and measure the whole zoo on one protocol; write the results table (see docs/results.md)."""
+    from vaezoo.bench.protocol import load_protocol
+    from vaezoo.bench.report import write_report
+
+    chosen = load_protocol(protocol)
+    if not report_only:
+        from vaezoo.bench.runner import run
+
+        run(chosen, out_dir, get_registry(), resume=resume, only=only, device=device, console=err)
+    write_report(out_dir, chosen, report)
+    out.print(f"wrote {report}", highlight=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit code."""
     _debug["on"] = False

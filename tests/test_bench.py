@@ -1,0 +1,98 @@
+"""`vaezoo bench`: cells trained and measured alike, resumable, summarised into a table that says
+what it read, and protocol files checked like any untrusted input."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+from vaezoo.bench.protocol import Protocol
+from vaezoo.bench.report import cells, summary, write_report
+from vaezoo.bench.runner import CELL, run
+from vaezoo.registry import get_registry
+
+from .conftest import snapshot
+
+TINY = Protocol(
+    name="tiny", datasets={"grey": "synthetic"}, epochs=1, seeds=(0, 1), importance_samples=2,
+    variants=("conv-fashion", "iwae"), overrides={"conv-fashion": {"batch_size": 256}, "iwae": {"batch_size": 256, "k": 2}},
+    region=(2, 30, 2, 30), quality_dataset="grey", sample_images=64,
+)
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bench") / "out"
+    run(TINY, out, get_registry(), device="cpu")
+    return out
+
+
+def test_every_cell_is_a_run_with_its_measures(bench):
+    records = cells(bench)
+    assert sorted((r["variant"], r["seed"]) for r in records) == [("conv-fashion", 0), ("conv-fashion", 1),
+                                                                    ("iwae", 0), ("iwae", 1)]
+    for record in records:
+        folder = bench / record["run"]
+        evaluation = json.loads((folder / "eval.json").read_text())
+        assert record["evaluation"]["nll"] == evaluation["nll"] and evaluation["importance_samples"] == 2
+        assert record["evaluation"]["region"]["values"] == 28 * 28
+        assert record["weights_hash"].startswith("sha256:") and record["train_seconds"] > 0
+        assert "not_applicable" in record["quality"]  # synthetic data has no labels to train a classifier on
+        config = json.loads((folder / "config.json").read_text())
+        assert config["seed"] == record["seed"] and config["hparams"]["epochs"] == 1
+    assert json.loads((bench / "protocol.json").read_text())["name"] == "tiny"
+
+
+def test_report_reads_the_cells_and_summarises_over_seeds(bench, tmp_path):
+    text = write_report(bench, TINY, tmp_path / "results.md", hardware="test machine")
+    nll = [r["evaluation"]["nll"] for r in cells(bench) if r["variant"] == "iwae"]
+    expected = f"{statistics.fmean(nll):.2f} ± {statistics.stdev(nll):.2f}"
+    row = next(line for line in text.splitlines() if line.startswith("| `iwae`"))
+    assert expected in row
+    assert "vaezoo train iwae --dataset synthetic --seed 1 -o epochs=1 -o batch_size=256 -o k=2" in text
+    assert (tmp_path / "results.md").read_text() == text
+
+
+def test_summary_formats():
+    assert summary([1.0, 3.0]) == "2.000 ± 1.414"
+    assert summary([250.0, None]) == "250.00"
+    assert summary([None]) == "-"
+
+
+def test_resume_finishes_only_what_is_missing(bench, tmp_path, cli):
+    import shutil
+
+    out = Path(shutil.copytree(bench, tmp_path / "copy"))
+    missing = out / "grey" / "iwae" / "seed-1"
+    shutil.rmtree(missing)
+    untouched = {path: snapshot(path) for path in (out / "grey" / "conv-fashion",)}
+    refused = cli("bench", str(_write(tmp_path, TINY)), "--out", str(out), "--report", str(tmp_path / "r.md"),
+                  "--device", "cpu")
+    assert refused.code == 2 and "--resume" in refused.err
+    result = cli("bench", str(_write(tmp_path, TINY)), "--out", str(out), "--resume", "--report",
+                 str(tmp_path / "r.md"), "--device", "cpu")
+    assert result.code == 0, result.err
+    assert (missing / CELL).is_file()
+    assert all(snapshot(path) == before for path, before in untouched.items())
+
+
+def test_protocol_files_are_checked(tmp_path, refused):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**TINY.to_dict(), "epoch": 3}))
+    refused("bench", str(bad), "--out", str(tmp_path / "o"), words=("unknown protocol keys epoch",))
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({**TINY.to_dict(), "epochs": "3"}))
+    refused("bench", str(wrong), "--out", str(tmp_path / "o"), words=("wrong types",))
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(json.dumps({**TINY.to_dict(), "variants": ["conv-fashon"]}))
+    refused("bench", str(unknown), "--out", str(tmp_path / "o"), words=("unknown variant 'conv-fashon'",))
+    assert not (tmp_path / "o").exists()
+
+
+def _write(folder: Path, protocol: Protocol) -> Path:
+    path = folder / "protocol.json"
+    path.write_text(json.dumps(protocol.to_dict()))
+    return path
