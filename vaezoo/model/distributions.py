@@ -135,12 +135,15 @@ def kl_or_estimate(q: Distribution, p: Distribution, z: Tensor) -> tuple[Tensor,
 
 
 def central_value(d: Distribution) -> Tensor:
-    """The code that stands for `d` in pictures and metrics: its mean, or for a transformed
-    distribution whose mean has no closed form (a flow posterior), its base's mean carried through
-    the transforms."""
+    """The code that stands for `d` in pictures and metrics: its mode where it has one (the mean of a
+    Gaussian; a vMF's direction, which lies on its sphere where the mean does not), else its mean; for
+    a transformed distribution (a flow posterior), its base's central value carried through the transforms."""
     if isinstance(d, TransformedDistribution):
         value = central_value(d.base_dist)
         for transform in d.transforms:
             value = transform(value)
         return value
-    return d.mean
+    try:
+        return d.mode
+    except NotImplementedError:
+        return d.mean

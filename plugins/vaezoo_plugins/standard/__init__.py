@@ -43,6 +43,8 @@ def register_priors(register):
 def register_divergences(register):
     register("gaussian-kl", f"{_HERE}.divergences:AnalyticGaussianKL",
              "closed-form KL(q || p) between diagonal Gaussians, per latent dimension")
+    register("analytic-kl", f"{_HERE}.divergences:AnalyticKL",
+             "closed-form KL(q || p) from torch's KL registry, for any pair of families it knows")
     register("monte-carlo-kl", f"{_HERE}.divergences:MonteCarloKL",
              "one-sample estimate log q(z|x) - log p(z) of KL(q || p), for any prior")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from torch import Tensor, nn
-from torch.distributions import Distribution
+from torch.distributions import Distribution, kl_divergence
 
 from vaezoo.errors import UsageError
 from vaezoo.model.distributions import as_diagonal_gaussian, kl_per_dim
@@ -23,6 +23,21 @@ class AnalyticGaussianKL(nn.Module):
 
     def forward(self, q: Distribution, z: Tensor, p: Distribution) -> Tensor:
         return kl_per_dim(q, p)
+
+
+class AnalyticKL(nn.Module):
+    """KL(q || p) in closed form from torch's KL registry, any families it knows (vMF against uniform,
+    categoricals, ...); [B]. Refused at the first pass when the registry has no closed form."""
+
+    def __init__(self, ctx: BuildContext):
+        super().__init__()
+
+    def forward(self, q: Distribution, z: Tensor, p: Distribution) -> Tensor:
+        try:
+            return kl_divergence(q, p)
+        except NotImplementedError:
+            raise UsageError(f"the analytic-kl divergence has no closed form for {type(q).__name__} against "
+                             f"{type(p).__name__}; use monte-carlo-kl") from None
 
 
 class MonteCarloKL(nn.Module):
