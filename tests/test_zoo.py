@@ -27,6 +27,7 @@ ZOO = {  # variant -> overrides that keep a smoke run small (the paper defaults 
     "dip-vae-i": {},
     "dip-vae-ii": {},
     "s-vae": {},
+    "joint-vae": {"capacity_steps": 10},
     "iwae": {"k": 3},
     "miwae": {"m": 2, "k": 2},
     "ciwae": {"k": 3},
@@ -43,6 +44,8 @@ PAPER_DEFAULTS = {
     "dip-vae-i": {"lambda_od": 10.0, "lambda_d": 100.0, "dip_type": "i"},
     "dip-vae-ii": {"lambda_od": 10.0, "lambda_d": 10.0, "dip_type": "ii"},
     "s-vae": {"latent_dim": 10, "beta": 1.0},
+    "joint-vae": {"categories": 10, "temperature": 0.67, "continuous_capacity": 5.0, "discrete_capacity": 10.0,
+                  "capacity_steps": 50_000, "gamma": 100.0, "lr": 5e-4},
     "iwae": {"k": 5},
     "miwae": {"m": 8, "k": 8},
     "ciwae": {"k": 64, "ciwae_beta": 0.5},
@@ -65,7 +68,7 @@ def test_info_shows_paper_and_defaults(cli, name):
 
 
 def test_registration_modules_do_not_import_torch():
-    plugins = ["beta_vae", "beta_tcvae", "factor_vae", "gjs_vae", "iwae", "vamp_vae", "info_vae", "dip_vae", "s_vae"]
+    plugins = ["beta_vae", "beta_tcvae", "factor_vae", "gjs_vae", "iwae", "vamp_vae", "info_vae", "dip_vae", "s_vae", "joint_vae"]
     code = ("import sys, importlib\n"
             f"for m in {plugins!r}: importlib.import_module('vaezoo_plugins.' + m)\n"
             "from vaezoo.registry import get_registry\n"
