@@ -86,6 +86,17 @@ def test_code_is_the_models_representation(client, model, test_images):
     assert code == pytest.approx(model.representation(test_images[7:8])[0].tolist(), abs=1e-6)
 
 
+def test_a_checkpoint_is_explored_as_the_model_at_its_epoch(small_run, test_images):
+    checkpoint = small_run / "checkpoints" / "epoch-0001.safetensors"
+    client = make_client([checkpoint])
+    run = client.get("/api/runs").json()[0]
+    assert run["source"] == str(checkpoint) and run["epochs"] == 0  # no metrics.jsonl beside a file
+    code = client.get("/api/runs/0/code", params={"image": 0}).json()["code"]
+    expected = vaezoo.load(checkpoint).representation(test_images[:1])[0]
+    assert code == pytest.approx(expected.tolist(), abs=1e-6)
+    assert code != pytest.approx(vaezoo.load(small_run).representation(test_images[:1])[0].tolist(), abs=1e-6)
+
+
 def test_decoded_image_is_the_models_decoding_of_the_code(client, model):
     z = torch.tensor([[0.5, -1.25, 3.0, 0.0, 2.0, -3.0, 0.1, 0.0, 1.0, -0.5]])
     response = client.get("/api/runs/1/decode.png", params={"z": ",".join(map(str, z[0].tolist()))})

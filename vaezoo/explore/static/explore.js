@@ -17,7 +17,11 @@ async function errorOf(response) {
 
 // Load a PNG from the API into `img`; an error response is shown in the run's column instead.
 async function show(view, img, url) {
-  const response = await fetch(url);
+  let response;
+  try { response = await fetch(url); } catch (err) {
+    view.error(`no answer from the server (${err.message}); is vaezoo explore still running?`);
+    return false;
+  }
   if (!response.ok) {
     view.error(await errorOf(response));
     return false;
