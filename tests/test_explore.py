@@ -206,7 +206,10 @@ def test_a_model_without_a_flat_code_gets_no_sliders_and_says_why(small_run, mod
     def no_code(self, x):
         raise UsageError("a codebook model has no flat code")
 
-    monkeypatch.setattr(type(model), "representation", no_code)
+    # Like a codebook model: no flat code, but reconstructions by a path of its own.
+    structure, flat = type(model), type(model).representation
+    monkeypatch.setattr(structure, "reconstruct", lambda self, x: self.decode_representation(flat(self, x)))
+    monkeypatch.setattr(structure, "representation", no_code)
     client = make_client([small_run])
     run = client.get("/api/runs").json()[0]
     assert run["code_limits"] is None and run["no_code_reason"] == "a codebook model has no flat code"
