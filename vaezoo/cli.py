@@ -16,6 +16,7 @@ from rich.table import Table
 from vaezoo import __version__
 from vaezoo.api import DEFAULT_EVAL_BATCH_SIZE, DEFAULT_IMPORTANCE_SAMPLES
 from vaezoo.errors import UsageError, VaezooError
+from vaezoo.explore.server import DEFAULT_HOST, DEFAULT_PORT
 from vaezoo.registry import KINDS, get_registry
 
 app = typer.Typer(
@@ -394,6 +395,21 @@ def bench_command(
         run(chosen, out_dir, get_registry(), resume=resume, only=only, device=device, console=err)
     write_report(out_dir, chosen, report)
     out.print(f"wrote {report}", highlight=False)
+
+
+@app.command("explore")
+def explore_command(
+    sources: List[Path] = typer.Argument(..., metavar="RUN_OR_FILE", help="One or more models to show side by side: "
+                                         "run folders, exported files or folders, or training checkpoints."),
+    host: str = typer.Option(DEFAULT_HOST, "--host", help="Address to listen on (the default: this machine only)."),
+    port: int = typer.Option(DEFAULT_PORT, "--port", min=0, max=65535, help="Port to listen on (0: any free port)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where the dataset files are ($VAEZOO_DATA)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+) -> None:
+    """Serve a local page to explore models: latent sliders, interpolations, samples, reconstructions, loss curves."""
+    from vaezoo.explore.server import serve
+
+    serve(sources, host=host, port=port, device=device, data_dir=data_dir, console=err)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -53,6 +53,10 @@ class StorageError(VaezooError):
     """A run file could not be written (disk full, no permission); earlier files are untouched."""
 
 
+class MissingExtraError(VaezooError):
+    """A command needs an optional extra that is not installed (pip install 'vaezoo[NAME]')."""
+
+
 class DistributedError(VaezooError):
     """A torchrun process lost the others (one died, or a collective timed out); the job stops."""
 

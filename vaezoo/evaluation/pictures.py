@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
@@ -24,12 +24,12 @@ TRAVERSAL_STEPS = 11
 
 
 @torch.no_grad()
-def reconstructions(model: Structure, images: Tensor, path: Path, n: int = 32, per_row: int = 8) -> None:
-    """Rows of test images, each followed by a row of their reconstructions."""
+def reconstructions(model: Structure, images: Tensor, path: Path | BinaryIO, n: int = 32, per_row: int = 8) -> None:
+    """Rows of test images, each followed by a row of their reconstructions (a file or an open stream)."""
     x = as_float(images[:n])
     recon = model.reconstruct(x)
     rows = [t for i in range(0, x.shape[0], per_row) for t in (x[i:i + per_row], recon[i:i + per_row])]
-    save_image(torch.cat(rows), path, nrow=per_row, pad_value=1.0)
+    save_image(torch.cat(rows), path, format="png", nrow=per_row, pad_value=1.0)
 
 
 @torch.no_grad()
