@@ -26,7 +26,7 @@ class CodeGaussian(Structure):
     """A second stage: a learnt diagonal Gaussian over the frozen parent's codes; samples decode
     through the parent. Its only latent group is the code, its "KL" -log p(code) (q is a point)."""
 
-    capabilities = frozenset({"single-group", "prior-samples"})
+    capabilities = frozenset({"single-group", "prior-samples", "elbo"})
 
     def __init__(self, ctx):
         super().__init__()

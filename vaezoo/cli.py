@@ -225,9 +225,9 @@ def train_command(
                      dist_timeout=dist_timeout, console=err)
     if path is None:  # under torchrun only rank 0 reports
         return
-    last = RunDir(path).read_metrics()[-1]
-    out.print(f"done: test negative ELBO {last['test']['neg_elbo']:.2f} nats per image; run folder {path}",
-              highlight=False)
+    test = RunDir(path).read_metrics()[-1]["test"]
+    measure = ("test negative ELBO", test["neg_elbo"]) if "neg_elbo" in test else ("test reconstruction", test["recon"])
+    out.print(f"done: {measure[0]} {measure[1]:.2f} nats per image; run folder {path}", highlight=False)
 
 
 def _region(text: str) -> tuple[int, int, int, int]:

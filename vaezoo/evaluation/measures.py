@@ -37,8 +37,11 @@ def elbo_sums(model: Structure, images: Tensor, batch_size: int = 1000) -> dict[
     sums: dict[str, Tensor] = {}
     for x in ordered_batches(images, batch_size):
         out = model(x)
-        batch = {"recon": out.recon.sum(), "kl": out.kl.sum(),
-                 "kl_estimated": torch.tensor(float(not out.kl_exact), device=x.device)}
+        batch = {"recon": out.recon.sum()}
+        if not out.has_kl:  # a deterministic code: reconstruction only
+            sums = {key: sums[key] + value if key in sums else value for key, value in batch.items()}
+            continue
+        batch.update(kl=out.kl.sum(), kl_estimated=torch.tensor(float(not out.kl_exact), device=x.device))
         if not out.divergence_is_kl:
             batch["divergence"] = out.divergence.sum()
         if len(out.groups) == 1 and out.groups[0].kl.dim() == 2:
@@ -59,7 +62,8 @@ def per_image(sums: Mapping[str, Tensor], n: int) -> dict[str, float | bool | li
             result[key] = (total / n).tolist()
         else:
             result[key] = float(total) / n
-    result["neg_elbo"] = result["recon"] + result["kl"]
+    if "kl" in result:
+        result["neg_elbo"] = result["recon"] + result["kl"]
     return result
 
 
@@ -116,9 +120,11 @@ def evaluate(model: Structure, images: Tensor, k: int, batch_size: int) -> dict[
     structure's own measures, per image; "not_applicable" names what this model lacks and why."""
     result: dict[str, object] = dict(elbo_terms(model, images, batch_size))
     not_applicable: dict[str, str] = {}
+    if "neg_elbo" not in result:
+        not_applicable["neg_elbo"] = "the model's code is deterministic: it has no KL, so no ELBO"
     has_density = "density" in model.capabilities
     if not has_density:
-        not_applicable["nll"] = "the model has no density for importance sampling (its ELBO is the bound)"
+        not_applicable["nll"] = "the model has no density to importance-sample (log q(z|x) and log p(z) of its codes)"
     nll = squared_error = 0.0
     codes = []
     for x in ordered_batches(images, batch_size):
@@ -129,7 +135,9 @@ def evaluate(model: Structure, images: Tensor, k: int, batch_size: int) -> dict[
             codes.append(model.representation(x))
     n = images.shape[0]
     shape = tuple(images.shape[1:])
-    result.update(mse=float(squared_error) / n, images=n, neg_elbo_bits_per_dim=bits_per_dim(result["neg_elbo"], shape))
+    result.update(mse=float(squared_error) / n, images=n)
+    if "neg_elbo" in result:
+        result["neg_elbo_bits_per_dim"] = bits_per_dim(result["neg_elbo"], shape)
     if has_density:
         result.update(nll=float(nll) / n, importance_samples=k, nll_bits_per_dim=bits_per_dim(float(nll) / n, shape))
     if codes:
@@ -156,7 +164,7 @@ def region_measures(model: Structure, images: Tensor, k: int, batch_size: int,
     with counted_on(model, region) as values:
         terms = elbo_terms(model, images, batch_size)
         result: dict[str, object] = {"region": list(region), "values": values,
-                                     **{key: terms[key] for key in ("neg_elbo", "recon", "kl")}}
+                                     **{key: terms[key] for key in ("neg_elbo", "recon", "kl") if key in terms}}
         if "density" in model.capabilities:
             nll = sum(float(-importance_log_likelihood(model, x, k).sum()) for x in ordered_batches(images, batch_size))
             result.update(nll=nll / images.shape[0], importance_samples=k)

@@ -31,6 +31,7 @@ CAPABILITIES = {
     "flat-code": "representation(x) gives one code vector per image (traversals, metrics, active units)",
     "prior-samples": "the prior over the latent can be sampled: sample(n) draws real samples",
     "inference-network": "inference_parameters() gives the parameters of q apart from the generative model's",
+    "elbo": "every latent group has a KL to its prior, so the ELBO is defined (not so for a deterministic code)",
 }
 
 @dataclass
@@ -38,12 +39,13 @@ class LatentGroup:
     """One latent group of one pass: what was sampled, from what, and what it costs.
 
     kl: KL(posterior || prior) per image [B] or per dimension [B, D]; closed form where one is
-    known, else a Monte Carlo estimate at `sample` (then `kl_exact` is False).
+    known, else a Monte Carlo estimate at `sample` (then `kl_exact` is False); None for a
+    deterministic code, which has neither (then the model has no ELBO).
     divergence: what training penalises instead, when that is not the KL (JS-G, ...); else None.
     """
 
     sample: Tensor
-    kl: Tensor
+    kl: Tensor | None
     posterior: Distribution | None = None
     prior: Distribution | None = None
     divergence: Tensor | None = None
@@ -52,6 +54,8 @@ class LatentGroup:
 
     @property
     def kl_per_image(self) -> Tensor:
+        if self.kl is None:
+            raise NotApplicable(f"latent group '{self.name}' is a deterministic code: it has no KL")
         return self.kl.sum(-1) if self.kl.dim() == 2 else self.kl
 
     @property
@@ -88,6 +92,11 @@ class Pass:
     @property
     def kl_exact(self) -> bool:
         return all(group.kl_exact for group in self.groups)
+
+    @property
+    def has_kl(self) -> bool:
+        """Whether every group has a KL, i.e. the pass has an ELBO."""
+        return all(group.kl is not None for group in self.groups)
 
     @property
     def divergence_is_kl(self) -> bool:

@@ -349,12 +349,12 @@ class _Loop:
         self.records.append(record)
         self.save()
         test = record["test"]
+        measured = (f"test -ELBO {test['neg_elbo']:.2f} (recon {test['recon']:.2f}, KL {test['kl']:.2f}"
+                    f"{' estimated' if test.get('kl_estimated') else ''})" if "neg_elbo" in test
+                    else f"test reconstruction -log p(x|z) {test['recon']:.2f}")
         self.console.print(
             f"epoch {record['epoch']}/{epochs}  step {state.step}  train loss {record['train']['loss']:.2f}  "
-            f"test -ELBO {test['neg_elbo']:.2f} (recon {test['recon']:.2f}, KL {test['kl']:.2f}"
-            f"{' estimated' if test.get('kl_estimated') else ''})  {record['images_per_s']:,.0f} img/s",
-            highlight=False, soft_wrap=True,
-        )
+            f"{measured}  {record['images_per_s']:,.0f} img/s", highlight=False, soft_wrap=True)
 
     def interrupt(self, stop: StopRequests, path: Path | None) -> None:
         by = stop.name if stop.requested else "a signal to another process"

@@ -69,7 +69,7 @@ def kl_decomposition(q: DiagonalGaussian, z: Tensor, log_pz: Tensor, dataset_siz
 class TCDecomposedELBO(BetaELBO):
     """loss = E[-log p(x|z)] + alpha * MI + beta * TC + gamma * dimension-wise KL."""
 
-    needs = frozenset({"single-group", "gaussian-posterior"})
+    needs = BetaELBO.needs | {"single-group", "gaussian-posterior"}
 
     def __init__(self, ctx: BuildContext):
         super().__init__(ctx, kl_weight=0.0)

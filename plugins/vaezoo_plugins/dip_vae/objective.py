@@ -37,7 +37,7 @@ def dip_regulariser(covariance: Tensor, lambda_od: float, lambda_d: float) -> Te
 class DIPELBO(BetaELBO):
     """loss = the ELBO (KL weight 1, L2 penalty) + the DIP regulariser of the batch's posteriors."""
 
-    needs = frozenset({"single-group", "gaussian-posterior"})
+    needs = BetaELBO.needs | {"single-group", "gaussian-posterior"}
 
     def __init__(self, ctx: BuildContext):
         super().__init__(ctx, kl_weight=1.0)

@@ -42,7 +42,7 @@ class DiscriminatorTCELBO(BetaELBO):
     "same-batch" permutes the step's own codes instead (the first wave's behaviour).
     """
 
-    needs = frozenset({"single-group"})
+    needs = BetaELBO.needs | {"single-group"}
 
     def __init__(self, ctx: BuildContext):
         super().__init__(ctx, kl_weight=1.0)

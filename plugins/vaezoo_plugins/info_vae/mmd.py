@@ -37,7 +37,7 @@ def mmd(a: Tensor, b: Tensor, kernel: str = "rbf") -> Tensor:
 class MMDELBO(BetaELBO):
     """loss = E[-log p(x|z)] + (1 - alpha) KL + (alpha + lambda - 1) MMD(z, samples of p(z))."""
 
-    needs = frozenset({"single-group"})
+    needs = BetaELBO.needs | {"single-group"}
 
     def __init__(self, ctx: BuildContext):
         alpha, info_lambda = float(ctx.hp["alpha"]), float(ctx.hp["info_lambda"])

@@ -18,7 +18,7 @@ class JointCapacityELBO(BetaELBO):
     """loss = E[-log p(x|z)] + gamma |KL_cont - C_cont(step)| + gamma |KL_disc - C_disc(step)|,
     C_disc never above log K, the largest KL a K-way categorical can have (Dupont 2018, eq. 7)."""
 
-    needs = frozenset({CAPABILITY})
+    needs = BetaELBO.needs | {CAPABILITY}
 
     def __init__(self, ctx: BuildContext):
         super().__init__(ctx, kl_weight=0.0)

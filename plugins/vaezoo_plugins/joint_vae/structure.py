@@ -59,7 +59,7 @@ class JointLatent(Structure):
         self.decoder = joint_code.build("decoder", ctx.parts["decoder"])
         self.likelihood = ctx.part("likelihood")
         self.latent_dim = ctx.latent_dim
-        self.capabilities = frozenset({"flat-code", "prior-samples", CAPABILITY})
+        self.capabilities = frozenset({"elbo", "flat-code", "prior-samples", CAPABILITY})
 
     def _posteriors(self, x: Tensor) -> tuple[DiagonalGaussian, RelaxedOneHotCategorical]:
         mu, logvar, logits = self.encoder(x)

@@ -6,6 +6,8 @@ Registered by name like any plugin's parts; their classes and the recipe presets
 """
 
 from vaezoo import hookimpl
+from vaezoo.hparams import Param
+from vaezoo_plugins.standard.presets import CONV_PARTS
 
 _HERE = "vaezoo_plugins.standard"
 
@@ -14,12 +16,17 @@ _HERE = "vaezoo_plugins.standard"
 def register_structures(register):
     register("single-latent", f"{_HERE}.structures:SingleLatent",
              "encoder -> q(z|x) -> one reparameterised z -> decoder and likelihood (the default)")
+    register("autoencoder", f"{_HERE}.deterministic:Autoencoder",
+             "encoder -> a deterministic code z -> decoder and likelihood (no KL, no ELBO)")
 
 
 @hookimpl
 def register_encoders(register):
     register("conv32", f"{_HERE}.networks:ConvEncoder32",
              "3 stride-2 convs + 2 dense layers, Gaussian heads for mu and log-variance (32x32 input)")
+    register("point", f"{_HERE}.deterministic:PointEncoder", "a registered encoder's trunk and one linear head: "
+             "a deterministic code", params=(Param("base_encoder", "str", CONV_PARTS["encoder"],
+                                                  "the registered encoder whose trunk is used"),))
 
 
 @hookimpl

@@ -28,6 +28,8 @@ class BetaELBO(Objective):
     as "divergence".
     """
 
+    needs = frozenset({"elbo"})
+
     def __init__(self, ctx: BuildContext, kl_weight: float | None = None):
         super().__init__()
         self.beta = float(ctx.hp["beta"]) if kl_weight is None else float(kl_weight)

@@ -26,7 +26,7 @@ class SingleLatent(Structure):
         self.likelihood = ctx.part("likelihood")
         self.prior = ctx.part("prior")
         self.divergence = ctx.part("divergence")
-        capabilities = {"density", "single-group", "flat-code", "prior-samples", "inference-network"}
+        capabilities = {"density", "elbo", "single-group", "flat-code", "prior-samples", "inference-network"}
         if getattr(self.encoder, "gaussian_posterior", False):
             capabilities.add("gaussian-posterior")
         self.capabilities = frozenset(capabilities)
