@@ -72,7 +72,8 @@ def test_info_shows_paper_and_defaults(cli, name):
 
 
 def test_registration_modules_do_not_import_torch():
-    plugins = ["beta_vae", "beta_tcvae", "factor_vae", "gjs_vae", "iwae", "vamp_vae", "info_vae", "dip_vae", "s_vae", "joint_vae", "wae", "rae"]
+    plugins = ["beta_vae", "beta_tcvae", "factor_vae", "gjs_vae", "iwae", "vamp_vae", "info_vae", "dip_vae", "s_vae", "joint_vae", "wae", "rae",
+               "two_stage_vae"]
     code = ("import sys, importlib\n"
             f"for m in {plugins!r}: importlib.import_module('vaezoo_plugins.' + m)\n"
             "from vaezoo.registry import get_registry\n"
