@@ -43,11 +43,12 @@ def train(variant: str, *, hparams: Mapping[str, Any] | None = None, options: It
           dataset: str | None = None, data_dir: str | Path | None = None, out: str | Path | None = None,
           overwrite: bool = False, seed: int = 0, max_steps: int | None = None, device: str = "auto",
           checkpoint_every: int | None = None, skip_nonfinite: bool = False, dist_timeout: float | None = None,
-          console: Console | None = None) -> Path | None:
+          precision: str = "32", trackers: Iterable[str] = (), console: Console | None = None) -> Path | None:
     """Train `variant` into a new run folder and return its path (None on processes other than rank 0
     under torchrun).
 
-    `hparams` are typed values, `options` "key=value" texts (as `-o` on the command line).
+    `hparams` are typed values, `options` "key=value" texts (as `-o` on the command line); `precision`
+    is "32", "bf16" or "16"; `trackers` names experiment trackers ("tensorboard", "mlflow", "wandb").
     """
     spec = get_registry().variant(variant)
     hp = spec.schema.resolve(hparams, texts=options)
@@ -56,7 +57,19 @@ def train(variant: str, *, hparams: Mapping[str, Any] | None = None, options: It
     return _train(spec, hp, dataset_name, seed, max_steps,
                   lambda main: RunDir.create(out_path, overwrite=overwrite) if main else RunDir(out_path),
                   data_dir=data_dir, device=device, checkpoint_every=checkpoint_every,
-                  skip_nonfinite=skip_nonfinite, dist_timeout=dist_timeout, console=console, out_named=out is not None)
+                  skip_nonfinite=skip_nonfinite, dist_timeout=dist_timeout, precision=precision,
+                  trackers=tuple(trackers), console=console, out_named=out is not None)
+
+
+def train_from_config(path: str | Path, *, options: Iterable[str] = (), **overrides: Any) -> Path | None:
+    """Train with the settings of a TOML, YAML or JSON file (a run's config.json too); `overrides`
+    (any keyword of `train`, e.g. seed=3 or hparams={"beta": 4.0}) and `options` win over the file."""
+    from vaezoo.config_files import merged_settings, read_train_config
+
+    settings = merged_settings(read_train_config(Path(path), get_registry()), overrides)
+    if settings.get("variant") is None:
+        raise UsageError(f"{path} names no variant; add variant = \"NAME\" or give one")
+    return train(settings.pop("variant"), options=options, **settings)
 
 
 def resume_training(run: str | Path, *, epochs: int | str | None = None, data_dir: str | Path | None = None,
@@ -66,10 +79,11 @@ def resume_training(run: str | Path, *, epochs: int | str | None = None, data_di
     from vaezoo.training.resume import stored_run
 
     folder = RunDir.existing(Path(run))
-    spec, hp, dataset_name, seed, max_steps = stored_run(folder, get_registry(), None if epochs is None else str(epochs))
-    return _train(spec, hp, dataset_name, seed, max_steps, lambda main: folder, data_dir=data_dir, device=device,
-                  checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite, dist_timeout=dist_timeout,
-                  console=console, resumed=True)
+    stored = stored_run(folder, get_registry(), None if epochs is None else str(epochs))
+    return _train(stored.spec, stored.hp, stored.dataset, stored.seed, stored.max_steps, lambda main: folder,
+                  data_dir=data_dir, device=device, checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite,
+                  dist_timeout=dist_timeout, precision=stored.precision, trackers=stored.trackers, console=console,
+                  resumed=True)
 
 
 def evaluate(path: str | Path, *, split: str = "test", importance_samples: int = DEFAULT_IMPORTANCE_SAMPLES,
@@ -154,19 +168,25 @@ def sample(path: str | Path, out: str | Path | None = None, *, mode: str = "prio
 
 def _train(spec: VariantSpec, hp: HParams, dataset_name: str, seed: int, max_steps: int | None,
            run_folder: Callable[[bool], RunDir], *, data_dir: str | Path | None, device: str,
-           checkpoint_every: int | None, skip_nonfinite: bool, dist_timeout: float | None,
-           console: Console | None, resumed: bool = False, out_named: bool = True) -> Path | None:
-    """Load the data, then take the run folder (created only once the inputs check out, and only by
-    rank 0 under torchrun: `run_folder(is_main)`) and train into it."""
+           checkpoint_every: int | None, skip_nonfinite: bool, dist_timeout: float | None, precision: str,
+           trackers: tuple[str, ...], console: Console | None, resumed: bool = False,
+           out_named: bool = True) -> Path | None:
+    """Check the precision and trackers and load the data, then take the run folder (created only once
+    the inputs check out, and only by rank 0 under torchrun: `run_folder(is_main)`) and train into it."""
     from rich.console import Console
 
     from vaezoo.devices import resolve_device
     from vaezoo.training.distributed import DEFAULT_TIMEOUT_S, launch
     from vaezoo.training.loop import TrainSetup
     from vaezoo.training.loop import train as train_run
+    from vaezoo.training.precision import check_precision
+    from vaezoo.training.tracking import open_trackers, tracker_names
 
     registry = get_registry()
     world, torch_device = launch(resolve_device(device), dist_timeout or DEFAULT_TIMEOUT_S)
+    check_precision(precision, torch_device)
+    trackers = tracker_names(trackers)
+    opened = open_trackers(trackers, registry) if world.is_main else {}
     if world.launched and not out_named:
         raise UsageError("under torchrun name the run folder with --out: every process must agree on it")
     # The run records the registered name, which is what --resume and evaluate look up again.
@@ -180,10 +200,11 @@ def _train(spec: VariantSpec, hp: HParams, dataset_name: str, seed: int, max_ste
     processes = f" x {world.size} processes ({world.backend})" if world.launched else ""
     console.print(f"training [bold]{spec.name}[/] on {data.name} ({data.train.shape[0]} images) on {torch_device}"
                   f"{processes}; run folder {run.path}", highlight=False)
-    setup = TrainSetup(spec, hp, data, torch_device, seed=seed, max_steps=max_steps, world=world)
+    setup = TrainSetup(spec, hp, data, torch_device, seed=seed, max_steps=max_steps, world=world,
+                       precision=precision, trackers=trackers)
     with world.joined():
         train_run(setup, run, registry, console, resume_run=resumed, checkpoint_every=checkpoint_every,
-                  skip_nonfinite=skip_nonfinite)
+                  skip_nonfinite=skip_nonfinite, trackers=opened)
     return run.path if world.is_main else None
 
 

@@ -133,6 +133,7 @@ def info_command(
 @app.command("train")
 def train_command(
     variant: Optional[str] = typer.Argument(None, help="A registered variant name (see `vaezoo list`); not with --resume."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A TOML, YAML or JSON file of settings (a run's config.json too); options given here win."),
     beta: Optional[str] = typer.Option(None, "--beta", help="Weight of the divergence term, for variants that have one."),
     epochs: Optional[str] = typer.Option(None, "--epochs", help="Passes over the training set (with --resume: extend the run)."),
     batch_size: Optional[str] = typer.Option(None, "--batch-size", help="Images per step and process: under torchrun the global batch is this times the number of processes."),
@@ -140,24 +141,26 @@ def train_command(
     option: List[str] = typer.Option([], "-o", "--option", help="Any hyperparameter as key=value (see `vaezoo info`)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for initialisation, noise and data order (default 0)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/VARIANT/TIMESTAMP)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run already in --out (once the new one's inputs check out)."),
+    overwrite: Optional[bool] = typer.Option(None, "--overwrite/--no-overwrite", show_default=False, help="Replace the run already in --out (once the new one's inputs check out)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="A registered dataset (default: the variant's)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where the dataset files are ($VAEZOO_DATA)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after N steps (smoke runs)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto (the default), cpu, cuda or cuda:N."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="32 (default), bf16 or 16 (CUDA): the networks under autocast, the objective in float32."),
+    track: List[str] = typer.Option([], "--track", help="Log to an experiment tracker: tensorboard, mlflow, wandb or a plugin's; repeat for several, 'none' for none."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its newest checkpoint, with its own settings."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Also checkpoint every N steps (default: at epoch ends only)."),
-    skip_nonfinite: bool = typer.Option(False, "--skip-nonfinite", help="Skip a batch whose loss is NaN or infinite instead of stopping (a host sync per step on GPUs)."),
-    dist_timeout: float = typer.Option(300, "--dist-timeout", min=1, help="Under torchrun: seconds a process waits for the others before the job stops."),
+    skip_nonfinite: Optional[bool] = typer.Option(None, "--skip-nonfinite/--no-skip-nonfinite", show_default=False, help="Skip a batch whose loss is NaN or infinite instead of stopping (a host sync per step on GPUs)."),
+    dist_timeout: Optional[float] = typer.Option(None, "--dist-timeout", min=1, help="Under torchrun: seconds a process waits for the others before the job stops (default 300)."),
 ) -> None:
     """Train a variant, or continue a run with --resume; writes a self-describing run folder."""
     from vaezoo.storage.runs import RunDir
 
     registry = get_registry()
     if resume is not None:
-        given = {"VARIANT": variant, "--beta": beta, "--batch-size": batch_size, "--lr": lr, "-o": option or None,
-                 "--seed": seed, "--out": out_dir, "--overwrite": overwrite or None, "--dataset": dataset,
-                 "--max-steps": max_steps}
+        given = {"VARIANT": variant, "--config": config, "--beta": beta, "--batch-size": batch_size, "--lr": lr,
+                 "-o": option or None, "--seed": seed, "--out": out_dir, "--overwrite": overwrite,
+                 "--dataset": dataset, "--max-steps": max_steps, "--precision": precision, "--track": track or None}
         refused = [name for name, value in given.items() if value is not None]
         if refused:
             raise UsageError(f"--resume continues a run with the settings in its config.json; {', '.join(refused)} "
@@ -165,25 +168,33 @@ def train_command(
                              "--checkpoint-every, --skip-nonfinite, --dist-timeout)")
         from vaezoo.api import resume_training
 
-        path = resume_training(resume, epochs=epochs, data_dir=data_dir, device=device,
-                               checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite,
+        path = resume_training(resume, epochs=epochs, data_dir=data_dir, device=device or "auto",
+                               checkpoint_every=checkpoint_every, skip_nonfinite=bool(skip_nonfinite),
                                dist_timeout=dist_timeout, console=err)
     else:
-        if variant is None:
-            raise UsageError("name a VARIANT to train (see `vaezoo list`), or continue a run with --resume RUN")
-        spec = registry.variant(variant)
-        texts = []
-        for name, value in (("beta", beta), ("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
-            if value is not None:
-                if name not in spec.schema:
-                    raise UsageError(f"variant {spec.name} has no hyperparameter '{name}'")
-                texts.append(f"{name}={value}")
-        from vaezoo.api import train
+        shortcuts = {"beta": beta, "epochs": epochs, "batch_size": batch_size, "lr": lr}
+        texts = [f"{name}={value}" for name, value in shortcuts.items() if value is not None]
+        settings = {"dataset": dataset, "data_dir": data_dir, "out": out_dir, "overwrite": overwrite, "seed": seed,
+                    "max_steps": max_steps, "device": device, "precision": precision, "trackers": track or None,
+                    "checkpoint_every": checkpoint_every, "skip_nonfinite": skip_nonfinite,
+                    "dist_timeout": dist_timeout}
+        given = {key: value for key, value in settings.items() if value is not None}
+        if config is not None:
+            from vaezoo.api import train_from_config
 
-        path = train(spec.name, options=[*texts, *option], dataset=dataset, data_dir=data_dir, out=out_dir,
-                     overwrite=overwrite, seed=0 if seed is None else seed, max_steps=max_steps, device=device,
-                     checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite,
-                     dist_timeout=dist_timeout, console=err)
+            path = train_from_config(config, options=[*texts, *option], console=err,
+                                     **({"variant": variant} if variant is not None else {}), **given)
+        else:
+            if variant is None:
+                raise UsageError("name a VARIANT to train (see `vaezoo list`), give a --config file, "
+                                 "or continue a run with --resume RUN")
+            spec = registry.variant(variant)
+            for name in shortcuts:
+                if shortcuts[name] is not None and name not in spec.schema:
+                    raise UsageError(f"variant {spec.name} has no hyperparameter '{name}'")
+            from vaezoo.api import train
+
+            path = train(spec.name, options=[*texts, *option], console=err, **given)
     if path is None:  # under torchrun only rank 0 reports
         return
     last = RunDir(path).read_metrics()[-1]

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
-from torchvision.utils import save_image
+from torchvision.utils import make_grid, save_image
 
 from vaezoo.data import as_float
 from vaezoo.model.vae import VAE
@@ -19,29 +20,55 @@ TRAVERSAL_STEPS = 11
 
 
 @torch.no_grad()
-def reconstructions(model: VAE, images: Tensor, path: Path, n: int = 32, per_row: int = 8) -> None:
-    """Rows of test images, each followed by a row of their reconstructions."""
+def reconstruction_grid(model: VAE, images: Tensor, n: int = 32, per_row: int = 8) -> Tensor:
+    """Rows of test images, each followed by a row of their reconstructions: [3, H, W] in [0, 1]."""
     x = as_float(images[:n])
     recon = model.reconstruct(x)
     rows = [t for i in range(0, x.shape[0], per_row) for t in (x[i:i + per_row], recon[i:i + per_row])]
-    save_image(torch.cat(rows), path, nrow=per_row, pad_value=1.0)
+    return make_grid(torch.cat(rows), nrow=per_row, pad_value=1.0)
 
 
 @torch.no_grad()
-def samples(model: VAE, path: Path, n: int = 64) -> None:
-    save_image(model.sample(n), path, nrow=int(n**0.5) or 1, pad_value=1.0)
+def sample_grid(model: VAE, n: int = 64) -> Tensor:
+    return make_grid(model.sample(n), nrow=int(n**0.5) or 1, pad_value=1.0)
 
 
 @torch.no_grad()
-def traversals(model: VAE, image: Tensor, path: Path) -> None:
+def traversal_grid(model: VAE, image: Tensor) -> Tensor:
     """One row per latent dimension: that dimension swept around the posterior mean of `image`."""
-    z = model.encoder(as_float(image[None])).mean[0]
+    z = model.representation(as_float(image[None]))[0]
     values = torch.linspace(-TRAVERSAL_RANGE, TRAVERSAL_RANGE, TRAVERSAL_STEPS, device=z.device)
     dims = z.shape[0]
     grid = z.repeat(dims, TRAVERSAL_STEPS, 1)  # [D, steps, D]
     index = torch.arange(dims, device=z.device)
     grid[index, :, index] = z[index, None] + values
-    save_image(model.decode_mean(grid.reshape(-1, dims)), path, nrow=TRAVERSAL_STEPS, pad_value=1.0)
+    return make_grid(model.decode_representation(grid.reshape(-1, dims)), nrow=TRAVERSAL_STEPS, pad_value=1.0)
+
+
+def reconstructions(model: VAE, images: Tensor, path: Path, n: int = 32, per_row: int = 8) -> None:
+    save_image(reconstruction_grid(model, images, n, per_row), path)
+
+
+def samples(model: VAE, path: Path, n: int = 64) -> None:
+    save_image(sample_grid(model, n), path)
+
+
+def traversals(model: VAE, image: Tensor, path: Path) -> None:
+    save_image(traversal_grid(model, image), path)
+
+
+def epoch_pictures(model: VAE, test_images: Tensor, seed: int = 0) -> dict[str, np.ndarray]:
+    """Reconstructions and prior samples as uint8 [H, W, 3] arrays, for experiment trackers at epoch ends.
+
+    The prior samples use their own `seed` (the same noise every epoch, so epochs compare) inside a
+    forked random state: drawing them leaves training's random numbers, and so its result, unchanged.
+    """
+    device = test_images.device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        grids = {"reconstructions": reconstruction_grid(model, test_images), "samples": sample_grid(model)}
+    return {name: grid.mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+            for name, grid in grids.items()}
 
 
 def loss_curves(records: Sequence[dict[str, Any]], path: Path, size: tuple[int, int] = (640, 400)) -> None:
@@ -88,10 +115,12 @@ def loss_curves(records: Sequence[dict[str, Any]], path: Path, size: tuple[int, 
     image.save(path)
 
 
-def write_pictures(model: VAE, test_images: Tensor, records: Sequence[dict[str, Any]], folder: Path) -> None:
-    """reconstructions.png, samples.png, traversals.png and loss.png in `folder`."""
+def write_pictures(model: VAE, test_images: Tensor, records: Sequence[dict[str, Any]], folder: Path) -> list[Path]:
+    """reconstructions.png, samples.png, traversals.png and loss.png in `folder`; returns their paths."""
     model.eval()
-    reconstructions(model, test_images, folder / "reconstructions.png")
-    samples(model, folder / "samples.png")
-    traversals(model, test_images[0], folder / "traversals.png")
-    loss_curves(records, folder / "loss.png")
+    paths = [folder / name for name in ("reconstructions.png", "samples.png", "traversals.png", "loss.png")]
+    reconstructions(model, test_images, paths[0])
+    samples(model, paths[1])
+    traversals(model, test_images[0], paths[2])
+    loss_curves(records, paths[3])
+    return paths
