@@ -158,6 +158,8 @@ def _train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console,
     config = setup.config()
     last: Path | None = None
     writes = setup.world.is_main  # distributed: only rank 0 writes the run folder
+    tracking = Tracking(trackers if writes else {}, console)  # distributed: rank 0 tracks
+    tracked = tracking.stored(run) if resume_run else {}
     if resume_run:
         state, config, records, last = resume.restore(run, config, model, objective, optimizers, device, tidy=writes)
         console.print(f"resuming {run.path} from {last or 'the start (no checkpoint yet)'}: "
@@ -171,8 +173,7 @@ def _train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console,
         run.checkpoints.mkdir(exist_ok=True)
     precision = Precision(setup.precision, device)
     precision.load(state.grad_scaler, str(last))
-    tracking = Tracking(trackers if writes else {}, console)  # distributed: rank 0 tracks
-    tracking.start(run, config, state.step, resumed=resume_run)
+    tracking.start(run, config, state.step, tracked)
     with tracking:
         loop = _Loop(setup, run, model, objective, optimizers, config, state, records, console, last,
                      checkpoint_every, skip_nonfinite, precision, tracking)

@@ -66,11 +66,14 @@ class Tracking:
         self._queue: queue.SimpleQueue[tuple[str, tuple[Any, ...]] | None] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
 
-    def start(self, run: RunDir, config: Mapping[str, Any], step: int, resumed: bool) -> None:
-        """Open (or, resuming, continue) each tracked run on this thread, record their ids, start the worker."""
+    def stored(self, run: RunDir) -> dict[str, dict[str, str]]:
+        """The tracked runs a resumed run continues (read, and checked, before anything in the folder changes)."""
+        return read_stored(run) if self.trackers else {}
+
+    def start(self, run: RunDir, config: Mapping[str, Any], step: int, stored: Mapping[str, dict[str, str]]) -> None:
+        """Open each tracked run (continuing those in `stored`) on this thread, record their ids, start the worker."""
         if not self.trackers:
             return
-        stored = read_stored(run) if resumed else {}
         name = f"{config['variant']}-{run.path.resolve().name}"
         ids = dict(stored)
         for tracker_name, tracker in self.trackers.items():
