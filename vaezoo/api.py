@@ -179,7 +179,7 @@ def _train(spec: VariantSpec, hp: HParams, dataset_name: str, seed: int, max_ste
     from vaezoo.training.distributed import DEFAULT_TIMEOUT_S, launch
     from vaezoo.training.loop import TrainSetup
     from vaezoo.training.loop import train as train_run
-    from vaezoo.training.precision import check_precision
+    from vaezoo.training.precision import check_precision, emulation_note
     from vaezoo.training.tracking import open_trackers, tracker_names
 
     registry = get_registry()
@@ -200,6 +200,8 @@ def _train(spec: VariantSpec, hp: HParams, dataset_name: str, seed: int, max_ste
     processes = f" x {world.size} processes ({world.backend})" if world.launched else ""
     console.print(f"training [bold]{spec.name}[/] on {data.name} ({data.train.shape[0]} images) on {torch_device}"
                   f"{processes}; run folder {run.path}", highlight=False)
+    if note := emulation_note(precision, torch_device):
+        console.print(f"[yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
     setup = TrainSetup(spec, hp, data, torch_device, seed=seed, max_steps=max_steps, world=world,
                        precision=precision, trackers=trackers)
     with world.joined():
