@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from vaezoo import __version__
 from vaezoo.errors import DataError, UsageError
 from vaezoo.registry import Registry, get_registry
-from vaezoo.storage.runs import RunDir, refuse_overwrite
+from vaezoo.storage.runs import EVAL, RunDir, refuse_overwrite
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -29,13 +29,14 @@ if TYPE_CHECKING:
 #: Importance samples per image: the FashionMNIST test set (10,000 images) takes about a minute on 2 CPU cores.
 DEFAULT_IMPORTANCE_SAMPLES = 40
 DEFAULT_EVAL_BATCH_SIZE = 500
-EVAL_FILE = "eval.json"
+EVAL_FILE = EVAL
 SAMPLE_MODES = ("prior", "reconstruct", "traverse")
 DEFAULT_PICTURES = {"prior": "samples.png", "reconstruct": "reconstructions.png", "traverse": "traversals.png"}
 
 
 def load(path: str | Path, *, device: str = "cpu") -> nn.Module:
-    """The model in a run folder or exported file (or the encoder/decoder of a part file), in eval mode."""
+    """The model in a run folder or exported file (or the encoder/decoder of a part file), in eval mode;
+    "hf://OWNER/NAME[@REVISION]" reads it from the Hugging Face Hub (or its local cache)."""
     return _open(path, device, get_registry()).module
 
 
@@ -126,12 +127,29 @@ def evaluate(path: str | Path, *, split: str = "test", importance_samples: int =
 
 def export(path: str | Path, out: str | Path | None = None, *, part: str = "model", fmt: str = "safetensors",
            overwrite: bool = False) -> Path:
-    """Write a model (or its encoder or decoder) as one safetensors file, or a folder when `out` is not *.safetensors."""
+    """Write a model (or its encoder or decoder) as one safetensors file, or a folder when `out` is not
+    *.safetensors; `fmt="hf"` writes the folder with a model card (README.md) for the Hugging Face Hub."""
     from vaezoo.storage.exporting import export as write_export
 
     registry = get_registry()
     return write_export(_open(path, "cpu", registry), registry, None if out is None else Path(out),
                         part=part, fmt=fmt, overwrite=overwrite)
+
+
+def push(path: str | Path, repo_id: str, *, private: bool = False, message: str | None = None) -> str:
+    """Export a model with its model card and upload it to the Hugging Face Hub as `repo_id` (OWNER/NAME),
+    creating the repository if needed; needs a token (`hf auth login` or HF_TOKEN). Returns its address."""
+    import tempfile
+
+    from vaezoo.storage import hub
+    from vaezoo.storage.exporting import export as write_export
+
+    model = hub.parse(f"{hub.SCHEME}{repo_id}")
+    registry = get_registry()
+    artifact = _open(path, "cpu", registry)
+    with tempfile.TemporaryDirectory(prefix="vaezoo-push-") as tmp:
+        folder = write_export(artifact, registry, Path(tmp) / model.name, fmt="hf", load_as=str(model))
+        return hub.push(folder, model.repo_id, private=private, message=message)
 
 
 def sample(path: str | Path, out: str | Path | None = None, *, mode: str = "prior", n: int = 64, seed: int = 0,
@@ -211,9 +229,15 @@ def _train(spec: VariantSpec, hp: HParams, dataset_name: str, seed: int, max_ste
 
 
 def _open(path: str | Path, device: str, registry: Registry) -> Artifact:
+    """A local path, or hf://OWNER/NAME[@REVISION] fetched into huggingface_hub's cache first."""
     from vaezoo.devices import resolve_device
+    from vaezoo.storage import hub
     from vaezoo.storage.loading import open_artifact
 
+    if hub.is_hub(path):
+        artifact = open_artifact(hub.download(str(path)), device=resolve_device(device), registry=registry)
+        artifact.origin = str(hub.parse(str(path)))
+        return artifact
     return open_artifact(Path(path), device=resolve_device(device), registry=registry)
 
 

@@ -202,12 +202,13 @@ def train_command(
               highlight=False)
 
 
-SOURCE_HELP = "A run folder, an exported .safetensors file or folder, or a training checkpoint."
+SOURCE_HELP = ("A run folder, an exported .safetensors file or folder, a training checkpoint, or a Hugging Face "
+               "Hub model hf://OWNER/NAME[@REVISION] (pip install 'vaezoo[hub]').")
 
 
 @app.command("evaluate")
 def evaluate_command(
-    source: Path = typer.Argument(..., metavar="RUN_OR_FILE", help=SOURCE_HELP),
+    source: str = typer.Argument(..., metavar="MODEL", help=SOURCE_HELP),
     split: str = typer.Option("test", "--split", help="train or test."),
     importance_samples: int = typer.Option(DEFAULT_IMPORTANCE_SAMPLES, "--importance-samples", "-k",
                                            help="Importance samples per image for -log p(x)."),
@@ -244,14 +245,14 @@ def evaluate_command(
 
 @app.command("export")
 def export_command(
-    source: Path = typer.Argument(..., metavar="RUN_OR_FILE", help=SOURCE_HELP),
+    source: str = typer.Argument(..., metavar="MODEL", help=SOURCE_HELP),
     out_path: Optional[Path] = typer.Option(None, "--out", help="A .safetensors file, or a folder for the "
                                             "Hugging Face layout (default VARIANT-RUN.safetensors here)."),
-    fmt: str = typer.Option("safetensors", "--format", help="Only safetensors."),
+    fmt: str = typer.Option("safetensors", "--format", help="safetensors, or hf: a folder with a model card (README.md) for the Hugging Face Hub."),
     part: str = typer.Option("model", "--part", help="model, encoder or decoder."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files."),
 ) -> None:
-    """Write one self-describing safetensors file (or config.json + model.safetensors) for shipping."""
+    """Write one self-describing safetensors file (or config.json + model.safetensors [+ README.md]) for shipping."""
     from vaezoo.api import export
 
     written = export(source, out_path, part=part, fmt=fmt, overwrite=overwrite)
@@ -260,7 +261,7 @@ def export_command(
 
 @app.command("sample")
 def sample_command(
-    source: Path = typer.Argument(..., metavar="RUN_OR_FILE", help=SOURCE_HELP),
+    source: str = typer.Argument(..., metavar="MODEL", help=SOURCE_HELP),
     n: int = typer.Option(64, "--n", help="Images to draw (or test images to reconstruct)."),
     out_file: Optional[Path] = typer.Option(None, "--out", help="PNG to write (default samples.png, "
                                             "reconstructions.png or traversals.png)."),
@@ -279,6 +280,20 @@ def sample_command(
     mode = "reconstruct" if reconstruct else "traverse" if traverse else "prior"
     written = sample(source, out_file, mode=mode, n=n, seed=seed, data_dir=data_dir, device=device, overwrite=overwrite)
     out.print(f"wrote {written}", highlight=False)
+
+
+@app.command("push")
+def push_command(
+    source: str = typer.Argument(..., metavar="MODEL", help=SOURCE_HELP),
+    repo_id: str = typer.Argument(..., metavar="OWNER/NAME", help="The Hugging Face Hub model to create or update."),
+    private: bool = typer.Option(False, "--private", help="Create the repository as private."),
+    message: Optional[str] = typer.Option(None, "--message", help="The commit message."),
+) -> None:
+    """Upload a model with its model card to the Hugging Face Hub (needs `hf auth login` or HF_TOKEN)."""
+    from vaezoo.api import push
+
+    url = push(source, repo_id, private=private, message=message)
+    out.print(f"pushed to {url}; load it with vaezoo.load(\"hf://{repo_id}\")", highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,6 +21,7 @@ CONFIG = "config.json"
 METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
 MODEL = "model.safetensors"
+EVAL = "eval.json"  # `vaezoo evaluate` results beside a model
 CHECKPOINTS = "checkpoints"
 TRACKING = "tracking.json"  # which tracked run (MLflow, W&B...) this run continues on resume
 TENSORBOARD = "tensorboard"  # the TensorBoard tracker's event files
