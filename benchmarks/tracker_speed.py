@@ -3,11 +3,15 @@
 Trains conv-fashion with `vaezoo.training.loop.train` (what `vaezoo train` runs) for a fixed number
 of steps, without a tracker and with each of TensorBoard, MLflow and W&B (those installed) and all
 of them together, interleaved over several rounds (the order reversed every other round); medians
-are reported. Two figures per contender, each as a ratio to "off":
-  images/s   the training loop's own rate (metrics.jsonl's images_per_s): the hot path, where the
-             trackers' background thread competes for the same cores;
-  seconds    the whole call, from building the model to the last picture: it includes starting
-             and finishing each tracked run (W&B starts a service process) and the epoch pictures.
+are reported. Three figures per contender, each also as a ratio to "off":
+  images/s     the training loop's own rate (metrics.jsonl's images_per_s): the hot path, where the
+               trackers' background thread competes for the same cores;
+  seconds      wall clock of the whole call, from building the model to the last picture: it includes
+               starting and finishing each tracked run and the epoch pictures;
+  CPU seconds  the CPU time of the whole call in this process, every thread (the tracking thread
+               included), plus W&B's service process when psutil is installed: the work the trackers
+               add, and the figure that stays meaningful on a machine shared with other jobs, where
+               the wall-clock figures swing by 2x between runs.
 MLflow logs to a file store and W&B runs offline, both in a temporary folder: no network is used.
 
     python benchmarks/tracker_speed.py                          # FashionMNIST if installed, else synthetic
@@ -46,18 +50,34 @@ def contenders() -> dict[str, tuple[str, ...]]:
     return found
 
 
-def run_once(names: tuple[str, ...], data, args, folder: Path) -> tuple[float, float]:
-    """(images/s of the training loop, wall-clock seconds of the whole call)."""
+def cpu_seconds() -> float:
+    """CPU time of this process (all threads) and of its child processes still running (psutil)."""
+    total = time.process_time()
+    try:
+        import psutil
+    except ImportError:
+        return total
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
+
+
+def run_once(names: tuple[str, ...], data, args, folder: Path) -> tuple[float, float, float]:
+    """(images/s of the training loop, wall-clock seconds, CPU seconds of the whole call)."""
     registry = get_registry()
     spec = registry.variant("conv-fashion")
     hp = spec.schema.resolve({"batch_size": args.batch_size, "epochs": args.epochs})
     setup = TrainSetup(spec, hp, data, args.device, seed=0, max_steps=args.steps, trackers=names)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), cpu_seconds()
     records = train(setup, RunDir.create(folder), registry, Console(quiet=True),
                     trackers=open_trackers(names, registry))
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
     images = sum(r["images_per_s"] * r["seconds"] for r in records)
-    return images / sum(r["seconds"] for r in records), seconds
+    return images / sum(r["seconds"] for r in records), seconds, cpu
 
 
 def main() -> None:
@@ -84,18 +104,22 @@ def main() -> None:
           f"{args.device}, {torch.get_num_threads()} threads; contenders: {', '.join(who)}", flush=True)
     rates: dict[str, list[float]] = {name: [] for name in who}
     walls: dict[str, list[float]] = {name: [] for name in who}
+    cpus: dict[str, list[float]] = {name: [] for name in who}
     for round_number in range(args.rounds):
         order = list(who) if round_number % 2 == 0 else list(reversed(who))
         for name in order:
-            rate, wall = run_once(who[name], data, args, tmp / f"{name}-{round_number}")
+            rate, wall, cpu = run_once(who[name], data, args, tmp / f"{name}-{round_number}")
             rates[name].append(rate)
             walls[name].append(wall)
-            print(f"  round {round_number + 1} {name:12s} {rate:8,.0f} images/s  {wall:6.1f} s", flush=True)
-    base_rate, base_wall = statistics.median(rates["off"]), statistics.median(walls["off"])
-    print(f"\n{'trackers':12s} {'images/s':>9s} {'ratio':>6s} {'seconds':>8s} {'ratio':>6s}")
+            cpus[name].append(cpu)
+            print(f"  round {round_number + 1} {name:12s} {rate:8,.0f} images/s  {wall:6.1f} s  {cpu:6.1f} CPU s",
+                  flush=True)
+    base = {key: statistics.median(values["off"]) for key, values in (("rate", rates), ("wall", walls), ("cpu", cpus))}
+    print(f"\n{'trackers':12s} {'images/s':>9s} {'ratio':>6s} {'seconds':>8s} {'ratio':>6s} {'CPU s':>7s} {'ratio':>6s}")
     for name in who:
-        rate, wall = statistics.median(rates[name]), statistics.median(walls[name])
-        print(f"{name:12s} {rate:9,.0f} {rate / base_rate:6.3f} {wall:8.1f} {wall / base_wall:6.3f}")
+        rate, wall, cpu = (statistics.median(values[name]) for values in (rates, walls, cpus))
+        print(f"{name:12s} {rate:9,.0f} {rate / base['rate']:6.3f} {wall:8.1f} {wall / base['wall']:6.3f} "
+              f"{cpu:7.1f} {cpu / base['cpu']:6.3f}")
 
 
 if __name__ == "__main__":

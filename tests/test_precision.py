@@ -50,7 +50,7 @@ def test_to_float32_casts_distributions_without_touching_the_original():
 def one_batch(precision: str, model, objective, x):
     """Terms and flattened gradients of one training forward and backward on `x`, same noise every time."""
     model.zero_grad()
-    runner = Precision(precision, CPU)
+    runner = Precision(precision, x.device)
     with runner.applied(model):
         torch.manual_seed(1)
         terms = objective(model, x, 0)
@@ -202,3 +202,36 @@ def test_float16_on_the_cpu_is_refused_before_anything_is_written(tmp_path, refu
     refused("train", "conv-fashion", "--dataset", "synthetic", "--device", "cpu", "--precision", "16",
             "--out", str(tmp_path / "run"), words=("--precision 16 needs a CUDA device",), code=2)
     assert not (tmp_path / "run").exists()
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("precision", ["bf16", "16"])
+def test_mixed_precision_on_cuda_is_within_the_stated_tolerance(conv_fashion, precision):
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bfloat16")
+    model, objective, x = conv_fashion
+    model, objective, x = model.cuda(), objective.cuda(), x.cuda()
+    reference, reference_grads = one_batch("32", model, objective, x)
+    terms, grads = one_batch(precision, model, objective, x)
+    for key in ("loss", "neg_elbo", "recon"):
+        assert terms[key].item() == pytest.approx(reference[key].item(), rel=LOSS_RTOL)
+    assert (terms["kl_per_dim"] - reference["kl_per_dim"]).abs().max() < KL_ATOL
+    assert (grads - reference_grads).norm() / reference_grads.norm() < GRAD_RTOL
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_float16_trains_on_cuda_and_checkpoints_its_scaler(tmp_path, cli):
+    run = tmp_path / "run"
+    result = cli("train", "conv-fashion", "--dataset", "synthetic", "-o", "latent_dim=2", "--device", "cuda",
+                 "--precision", "16", "--batch-size", "256", "--epochs", "2", "--out", str(run))
+    assert result.code == 0, result.err
+    assert json.loads((run / "config.json").read_text())["precision"] == "16"
+    from safetensors import safe_open
+
+    with safe_open(str(run / "checkpoints" / "epoch-0002.safetensors"), "pt") as f:
+        assert json.loads(f.metadata()["grad_scaler"])["scale"] > 0

@@ -305,3 +305,22 @@ def test_under_torchrun_only_rank_0_tracks(tmp_path, monkeypatch):
     assert [e.step for e in tensorboard_events(tmp_path / "run").Scalars("train/loss")] == [16, 32]
     if HAS_WANDB:
         assert len(list((tmp_path / "run" / "wandb").glob("offline-run-*"))) == 1
+
+
+def test_epoch_pictures_leave_the_random_state_alone_and_skip_what_cannot_be_drawn(build_variant, synthetic):
+    from vaezoo.errors import UsageError
+    from vaezoo.evaluation.pictures import epoch_pictures
+
+    model, _ = build_variant("conv-fashion", latent_dim=2)
+    model.eval()
+    before = torch.get_rng_state()
+    pictures = epoch_pictures(model, synthetic.test[:32])
+    assert torch.equal(torch.get_rng_state(), before)
+    assert pictures["samples"].dtype.name == "uint8" and pictures["samples"].shape[2] == 3
+    assert (pictures["samples"] == epoch_pictures(model, synthetic.test[:32])["samples"]).all()  # same noise
+
+    def no_prior_samples(n):
+        raise UsageError("this structure cannot draw prior samples")
+
+    model.sample = no_prior_samples
+    assert list(epoch_pictures(model, synthetic.test[:32])) == ["reconstructions"]

@@ -13,6 +13,7 @@ from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
 from vaezoo.data import as_float
+from vaezoo.errors import UsageError
 from vaezoo.model.vae import VAE
 
 TRAVERSAL_RANGE = 3.0  # standard deviations of the prior either side of the posterior mean
@@ -64,9 +65,15 @@ def epoch_pictures(model: VAE, test_images: Tensor, seed: int = 0) -> dict[str, 
     forked random state: drawing them leaves training's random numbers, and so its result, unchanged.
     """
     device = test_images.device
+    drawings = {"reconstructions": lambda: reconstruction_grid(model, test_images), "samples": lambda: sample_grid(model)}
+    grids = {}
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        grids = {"reconstructions": reconstruction_grid(model, test_images), "samples": sample_grid(model)}
+        for name, draw in drawings.items():
+            try:
+                grids[name] = draw()
+            except UsageError:  # a picture the model's structure cannot draw (no prior samples, say)
+                continue
     return {name: grid.mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
             for name, grid in grids.items()}
 

@@ -25,8 +25,8 @@ from vaezoo.registry import Registry
 from vaezoo.storage.runs import TRACKING, RunDir, atomic_write_json, flatten_metrics
 from vaezoo.training.tracker import FAILED, FINISHED, INTERRUPTED, Tracker, TrackerStart
 
-#: How long the end of training waits for the trackers to send what is queued.
-FINISH_TIMEOUT_S = 300.0
+#: How long the end of training waits for the trackers to send what is queued (after a second Ctrl-C: briefly).
+FINISH_TIMEOUT_S, HURRIED_TIMEOUT_S = 300.0, 10.0
 
 
 def tracker_names(names: Iterable[str]) -> tuple[str, ...]:
@@ -121,18 +121,20 @@ class Tracking:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: Any) -> None:
         if kind is None:
             self.close(FINISHED)
+        elif issubclass(kind, KeyboardInterrupt):  # a second Ctrl-C: the user wants out now
+            self.close(INTERRUPTED, HURRIED_TIMEOUT_S)
         else:
-            self.close(INTERRUPTED if issubclass(kind, (TrainingInterrupted, KeyboardInterrupt)) else FAILED)
+            self.close(INTERRUPTED if issubclass(kind, TrainingInterrupted) else FAILED)
 
-    def close(self, status: str) -> None:
-        """Finish every tracked run and wait (at most FINISH_TIMEOUT_S) for what is queued to be sent."""
+    def close(self, status: str, timeout_s: float = FINISH_TIMEOUT_S) -> None:
+        """Finish every tracked run and wait (at most `timeout_s`) for what is queued to be sent."""
         if self._worker is None:
             return
         self._put("finish", status)
         self._queue.put(None)
-        self._worker.join(FINISH_TIMEOUT_S)
+        self._worker.join(timeout_s)
         if self._worker.is_alive():
-            self.console.print(f"warning: the trackers did not finish within {FINISH_TIMEOUT_S:g} s; "
+            self.console.print(f"warning: the trackers did not finish within {timeout_s:g} s; "
                                "their newest records may be missing", highlight=False, soft_wrap=True)
         self._worker = None
 
