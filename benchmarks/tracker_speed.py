@@ -105,6 +105,7 @@ def main() -> None:
     rates: dict[str, list[float]] = {name: [] for name in who}
     walls: dict[str, list[float]] = {name: [] for name in who}
     cpus: dict[str, list[float]] = {name: [] for name in who}
+    run_once(who["all"], data, args, tmp / "warm-up")  # untimed: first-call costs (kernels, imports, W&B service)
     for round_number in range(args.rounds):
         order = list(who) if round_number % 2 == 0 else list(reversed(who))
         for name in order:

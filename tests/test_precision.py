@@ -235,3 +235,11 @@ def test_float16_trains_on_cuda_and_checkpoints_its_scaler(tmp_path, cli):
 
     with safe_open(str(run / "checkpoints" / "epoch-0002.safetensors"), "pt") as f:
         assert json.loads(f.metadata()["grad_scaler"])["scale"] > 0
+
+
+def test_a_model_without_networks_to_cover_is_refused():
+    with pytest.raises(UsageError, match="no encoder or decoder network"):
+        with Precision("bf16", CPU).applied(Tiny()):
+            pass
+    with Precision("32", CPU).applied(Tiny()):  # float32 needs no networks
+        pass

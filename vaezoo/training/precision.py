@@ -106,6 +106,9 @@ class Precision:
             yield
             return
         networks = [module for name in NETWORKS if isinstance(module := getattr(model, name, None), nn.Module)]
+        if not networks:
+            raise UsageError(f"--precision {self.name}: this model has no {' or '.join(NETWORKS)} network for "
+                             "autocast to cover; train it with --precision 32")
         for network in networks:
             network.forward = self._autocast(network.forward)  # an instance attribute: state_dict unchanged
         try:
