@@ -324,3 +324,16 @@ def test_epoch_pictures_leave_the_random_state_alone_and_skip_what_cannot_be_dra
 
     model.sample = no_prior_samples
     assert list(epoch_pictures(model, synthetic.test[:32])) == ["reconstructions"]
+
+
+def test_a_tracker_that_cannot_start_is_one_line_and_closes_the_others(tmp_path):
+    from vaezoo.errors import VaezooError
+
+    class Unreachable(Recorder):
+        def start(self, run):
+            raise ConnectionError("service unreachable")
+
+    first = Recorder()
+    with pytest.raises(VaezooError, match="tracker 'second' could not start: ConnectionError: service unreachable"):
+        train_in_process(tmp_path, {"first": first, "second": Unreachable()})
+    assert [name for name, _ in first.calls] == ["start", "finish failed"]

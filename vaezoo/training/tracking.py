@@ -76,15 +76,22 @@ class Tracking:
             return
         name = f"{config['variant']}-{run.path.resolve().name}"
         ids = dict(stored)
+        started: list[Tracker] = []
         for tracker_name, tracker in self.trackers.items():
             start = TrackerStart(run.path, name, dict(config), step, stored.get(tracker_name, {}))
             try:
                 ids[tracker_name] = dict(tracker.start(start))
-            except VaezooError:
-                raise
-            except Exception as exc:  # the tracker's library or service: the user's environment
+            except Exception as exc:
+                for opened in started:  # no tracked run is left open as "running"
+                    try:
+                        opened.finish(FAILED)
+                    except Exception:  # already failing: the first error is the one to report
+                        pass
+                if isinstance(exc, VaezooError):
+                    raise
                 raise VaezooError(f"tracker '{tracker_name}' could not start: {type(exc).__name__}: {exc}; "
                                   f"fix it and continue with: vaezoo train --resume {run.path}") from exc
+            started.append(tracker)
         atomic_write_json(run.path / TRACKING, ids)
         self._worker = threading.Thread(target=self._work, name="vaezoo-tracking", daemon=True)
         self._worker.start()
