@@ -35,15 +35,15 @@ def sample_grid(model: VAE, n: int = 64) -> Tensor:
 
 
 @torch.no_grad()
-def traversal_grid(model: VAE, image: Tensor) -> Tensor:
+def traversals(model: VAE, image: Tensor, path: Path) -> None:
     """One row per latent dimension: that dimension swept around the posterior mean of `image`."""
-    z = model.representation(as_float(image[None]))[0]
+    z = model.encoder(as_float(image[None])).mean[0]
     values = torch.linspace(-TRAVERSAL_RANGE, TRAVERSAL_RANGE, TRAVERSAL_STEPS, device=z.device)
     dims = z.shape[0]
     grid = z.repeat(dims, TRAVERSAL_STEPS, 1)  # [D, steps, D]
     index = torch.arange(dims, device=z.device)
     grid[index, :, index] = z[index, None] + values
-    return make_grid(model.decode_representation(grid.reshape(-1, dims)), nrow=TRAVERSAL_STEPS, pad_value=1.0)
+    save_image(model.decode_mean(grid.reshape(-1, dims)), path, nrow=TRAVERSAL_STEPS, pad_value=1.0)
 
 
 def reconstructions(model: VAE, images: Tensor, path: Path, n: int = 32, per_row: int = 8) -> None:
@@ -52,10 +52,6 @@ def reconstructions(model: VAE, images: Tensor, path: Path, n: int = 32, per_row
 
 def samples(model: VAE, path: Path, n: int = 64) -> None:
     save_image(sample_grid(model, n), path)
-
-
-def traversals(model: VAE, image: Tensor, path: Path) -> None:
-    save_image(traversal_grid(model, image), path)
 
 
 def epoch_pictures(model: VAE, test_images: Tensor, seed: int = 0) -> dict[str, np.ndarray]:
@@ -122,12 +118,10 @@ def loss_curves(records: Sequence[dict[str, Any]], path: Path, size: tuple[int, 
     image.save(path)
 
 
-def write_pictures(model: VAE, test_images: Tensor, records: Sequence[dict[str, Any]], folder: Path) -> list[Path]:
-    """reconstructions.png, samples.png, traversals.png and loss.png in `folder`; returns their paths."""
+def write_pictures(model: VAE, test_images: Tensor, records: Sequence[dict[str, Any]], folder: Path) -> None:
+    """reconstructions.png, samples.png, traversals.png and loss.png in `folder`."""
     model.eval()
-    paths = [folder / name for name in ("reconstructions.png", "samples.png", "traversals.png", "loss.png")]
-    reconstructions(model, test_images, paths[0])
-    samples(model, paths[1])
-    traversals(model, test_images[0], paths[2])
-    loss_curves(records, paths[3])
-    return paths
+    reconstructions(model, test_images, folder / "reconstructions.png")
+    samples(model, folder / "samples.png")
+    traversals(model, test_images[0], folder / "traversals.png")
+    loss_curves(records, folder / "loss.png")

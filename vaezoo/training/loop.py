@@ -185,7 +185,8 @@ def _train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console,
         tracking.files([run.path / MODEL], "model")
         from vaezoo.evaluation.pictures import write_pictures
 
-        tracking.files(write_pictures(model, loop.data.test, records, run.path), "picture")
+        write_pictures(model, loop.data.test, records, run.path)
+        tracking.files(sorted(run.path.glob("*.png")), "picture")  # the run folder's pictures are all vaezoo's
     return records
 
 
