@@ -173,3 +173,6 @@ def test_push_without_a_token_is_one_line(evaluated_run, refused, monkeypatch):
     refused("push", str(evaluated_run), "owner/tiny-vae", words=("needs a Hugging Face token", "hf auth login"))
     assert FakeHfApi.calls == []
     refused("push", str(evaluated_run), "not a repo", words=("is not a Hub model",), code=2)
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_test_token")
+    refused("push", str(evaluated_run), "owner/tiny-vae@v2", words=("without @REVISION",), code=2)
+    assert FakeHfApi.calls == []

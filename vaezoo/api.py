@@ -144,12 +144,12 @@ def push(path: str | Path, repo_id: str, *, private: bool = False, message: str 
     from vaezoo.storage import hub
     from vaezoo.storage.exporting import export as write_export
 
-    model = hub.parse(f"{hub.SCHEME}{repo_id}")
+    target = hub.push_target(repo_id)
     registry = get_registry()
     artifact = _open(path, "cpu", registry)
     with tempfile.TemporaryDirectory(prefix="vaezoo-push-") as tmp:
-        folder = write_export(artifact, registry, Path(tmp) / model.name, fmt="hf", load_as=str(model))
-        return hub.push(folder, model.repo_id, private=private, message=message)
+        folder = write_export(artifact, registry, Path(tmp) / target.model.name, fmt="hf", load_as=str(target.model))
+        return hub.push(folder, target, private=private, message=message)
 
 
 def sample(path: str | Path, out: str | Path | None = None, *, mode: str = "prior", n: int = 64, seed: int = 0,

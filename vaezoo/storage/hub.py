@@ -76,20 +76,36 @@ def download(source: str) -> Path:
         raise WeightsError(f"{model} could not be downloaded: {_first_line(exc)}") from None
 
 
-def push(folder: Path, repo_id: str, *, private: bool = False, message: str | None = None) -> str:
-    """Upload an exported folder (`export --format hf`) to the Hub model `repo_id`; returns its address."""
+@dataclass(frozen=True)
+class PushTarget:
+    """Where `vaezoo push` uploads, with the token it uploads with (checked before anything is exported)."""
+
+    model: HubModel
+    token: str
+
+
+def push_target(repo_id: str) -> PushTarget:
     hub = _hub("vaezoo push")
     model = parse(f"{SCHEME}{repo_id}")
+    if model.revision:
+        raise UsageError(f"vaezoo push {repo_id}: name the repository as OWNER/NAME, without @REVISION")
     token = hub.get_token()
     if not token:
         raise UsageError("vaezoo push needs a Hugging Face token: run `hf auth login` or set HF_TOKEN")
-    api = hub.HfApi(token=token, library_name="vaezoo", library_version=__version__)
+    return PushTarget(model, token)
+
+
+def push(folder: Path, target: PushTarget, *, private: bool = False, message: str | None = None) -> str:
+    """Upload an exported folder (`export --format hf`) as the Hub model `target`; returns its address."""
+    hub = _hub("vaezoo push")
+    repo_id = target.model.repo_id
+    api = hub.HfApi(token=target.token, library_name="vaezoo", library_version=__version__)
     try:
-        url = api.create_repo(model.repo_id, private=private, exist_ok=True)
-        api.upload_folder(repo_id=model.repo_id, folder_path=str(folder), commit_message=message
-                          or f"Upload {model.name} with vaezoo {__version__}")
+        url = api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(repo_id=repo_id, folder_path=str(folder),
+                          commit_message=message or f"Upload {target.model.name} with vaezoo {__version__}")
     except (hub.errors.HfHubHTTPError, OSError) as exc:
-        raise VaezooError(f"pushing to {model.repo_id} failed: {_first_line(exc)}") from None
+        raise VaezooError(f"pushing to {repo_id} failed: {_first_line(exc)}") from None
     return str(url)
 
 
