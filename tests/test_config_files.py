@@ -141,3 +141,11 @@ def test_no_variant_anywhere_is_one_line(tmp_path):
 
     with pytest.raises(UsageError, match="names no variant"):
         train_from_config(write(tmp_path, "run.toml", 'seed = 1\n'))
+
+
+def test_track_none_clears_the_files_trackers(tmp_path, cli):
+    config = write(tmp_path, "run.toml", TOML.replace("trackers = []", 'trackers = ["tensorboard"]'))
+    result = cli("train", "--config", str(config), "--track", "none", "--out", str(tmp_path / "run"))
+    assert result.code == 0, result.err
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["trackers"] == []
+    assert not (tmp_path / "run" / "tensorboard").exists()
