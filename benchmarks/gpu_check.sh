@@ -40,7 +40,7 @@ print("device:", torch.cuda.get_device_name() if torch.cuda.is_available() else 
 print("variants:", ", ".join(get_registry().names("variant")))'
 }
 
-tests_cuda() { python3 -m pytest -v -p no:cacheprovider tests/test_cuda.py; }
+tests_cuda() { python3 -m pytest -v -p no:cacheprovider tests/test_cuda.py && python3 -m pytest -v -p no:cacheprovider -m cuda tests/test_precision.py; }
 
 tests_cpu() {
   python3 -m pytest -q -x -p no:cacheprovider tests/test_conv_fashion.py tests/test_weight_decay.py \

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from vaezoo_plugins.datasets.synthetic import N_TEST
 
 import vaezoo
 from vaezoo.data import as_float
-from vaezoo_plugins.datasets.synthetic import N_TEST
 
 SIDE, PAD = 32, 2  # image side and the grid padding of torchvision's save_image
 

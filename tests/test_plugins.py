@@ -216,6 +216,10 @@ class EveryHook:
         register("t-data", "m:load")
 
     @hookimpl
+    def register_trackers(self, register):
+        register("t-track", "m:T")
+
+    @hookimpl
     def register_variants(self, register):
         register(VariantSpec("t-var", "all test parts", {"encoder": "t-enc", "decoder": "t-dec",
                                                           "likelihood": "t-lik", "prior": "t-prior",
@@ -228,7 +232,7 @@ def test_each_hook_registers_its_kind():
     info = registry.add_plugin(EveryHook(), "every")
     assert info.error is None
     assert sorted(kind for kind, _ in info.registered) == sorted(HOOK_KINDS.values())
-    short = {"structure": "struct", "encoder": "enc", "decoder": "dec", "likelihood": "lik", "prior": "prior", "divergence": "div",
-             "objective": "obj", "dataset": "data", "variant": "var"}
+    short = {"structure": "struct", "encoder": "enc", "decoder": "dec", "likelihood": "lik", "prior": "prior",
+             "divergence": "div", "objective": "obj", "dataset": "data", "tracker": "track", "variant": "var"}
     for kind in HOOK_KINDS.values():
         assert registry.names(kind) == [f"t-{short[kind]}"]

@@ -10,7 +10,6 @@ import torch
 
 import vaezoo
 from vaezoo.data import as_float
-from vaezoo.model.distributions import DiagonalGaussian
 
 
 @pytest.fixture(scope="module")

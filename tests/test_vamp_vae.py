@@ -83,8 +83,9 @@ def test_monte_carlo_kl_is_unbiased_for_the_closed_form():
 
 def test_pseudo_inputs_get_no_weight_decay(build_variant):
     """They are images, not weights: exempt from the L2 penalty's value and from the optimiser's decay."""
-    from vaezoo.training.loop import build_optimizers
     from vaezoo_plugins.standard.objectives import squared_norm
+
+    from vaezoo.training.loop import build_optimizers
 
     model, objective = build_variant("vamp-vae", latent_dim=3, pseudo_inputs=50)
     with torch.no_grad():

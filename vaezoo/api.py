@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from vaezoo import __version__
 from vaezoo.errors import DataError, UsageError, WeightsError
 from vaezoo.registry import Registry, get_registry
-from vaezoo.storage.runs import CONFIG, PARENT, RunDir, refuse_overwrite
+from vaezoo.storage.runs import CONFIG, EVAL, PARENT, RunDir, refuse_overwrite
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -29,13 +29,14 @@ if TYPE_CHECKING:
 #: Importance samples per image: the FashionMNIST test set (10,000 images) takes about a minute on 2 CPU cores.
 DEFAULT_IMPORTANCE_SAMPLES = 40
 DEFAULT_EVAL_BATCH_SIZE = 500
-EVAL_FILE = "eval.json"
+EVAL_FILE = EVAL
 SAMPLE_MODES = ("prior", "reconstruct", "traverse")
 DEFAULT_PICTURES = {"prior": "samples.png", "reconstruct": "reconstructions.png", "traverse": "traversals.png"}
 
 
 def load(path: str | Path, *, device: str = "cpu") -> nn.Module:
-    """The model in a run folder or exported file (or the encoder/decoder of a part file), in eval mode."""
+    """The model in a run folder or exported file (or the encoder/decoder of a part file), in eval mode;
+    "hf://OWNER/NAME[@REVISION]" reads it from the Hugging Face Hub (or its local cache)."""
     return _open(path, device, get_registry()).module
 
 
@@ -44,13 +45,14 @@ def train(variant: str, *, hparams: Mapping[str, Any] | None = None, options: It
           dataset: str | None = None, data_dir: str | Path | None = None, out: str | Path | None = None,
           overwrite: bool = False, seed: int = 0, max_steps: int | None = None, device: str = "auto",
           checkpoint_every: int | None = None, skip_nonfinite: bool = False, dist_timeout: float | None = None,
-          console: Console | None = None) -> Path | None:
+          precision: str = "32", trackers: Iterable[str] = (), console: Console | None = None) -> Path | None:
     """Train `variant` into a new run folder and return its path (None on processes other than rank 0
     under torchrun).
 
     `hparams` are typed values, `options` "key=value" texts (as `-o` on the command line), `parts`
     swaps registered parts by kind (as `--part kind=name`), `parent` is the finished run (or weights
-    file) a second-stage variant trains on; its dataset is the default then.
+    file) a second-stage variant trains on (its dataset is the default then); `precision` is "32",
+    "bf16" or "16"; `trackers` names experiment trackers ("tensorboard", "mlflow", "wandb").
     """
     from vaezoo.variant import Recipe
 
@@ -64,7 +66,19 @@ def train(variant: str, *, hparams: Mapping[str, Any] | None = None, options: It
     return _train(spec, hp, dataset_name, seed, max_steps, recipe.swaps(), stage,
                   lambda main: RunDir.create(out_path, overwrite=overwrite) if main else RunDir(out_path),
                   data_dir=data_dir, device=device, checkpoint_every=checkpoint_every,
-                  skip_nonfinite=skip_nonfinite, dist_timeout=dist_timeout, console=console, out_named=out is not None)
+                  skip_nonfinite=skip_nonfinite, dist_timeout=dist_timeout, precision=precision,
+                  trackers=tuple(trackers), console=console, out_named=out is not None)
+
+
+def train_from_config(path: str | Path, *, options: Iterable[str] = (), **overrides: Any) -> Path | None:
+    """Train with the settings of a TOML, YAML or JSON file (a run's config.json too); `overrides`
+    (any keyword of `train`, e.g. seed=3 or hparams={"beta": 4.0}) and `options` win over the file."""
+    from vaezoo.config_files import merged_settings, read_train_config
+
+    settings = merged_settings(read_train_config(Path(path), get_registry()), overrides)
+    if settings.get("variant") is None:
+        raise UsageError(f"{path} names no variant; add variant = \"NAME\" or give one")
+    return train(settings.pop("variant"), options=options, **settings)
 
 
 def resume_training(run: str | Path, *, epochs: int | str | None = None, data_dir: str | Path | None = None,
@@ -79,9 +93,9 @@ def resume_training(run: str | Path, *, epochs: int | str | None = None, data_di
     if stage is not None and stage.describe() != stored.parent:
         raise WeightsError(f"{folder.path / PARENT} is not the parent stage that {folder.path / CONFIG} records")
     return _train(stored.spec, stored.hp, stored.dataset, stored.seed, stored.max_steps, stored.parts, stage,
-                  lambda main: folder, data_dir=data_dir, device=device,
-                  checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite, dist_timeout=dist_timeout,
-                  console=console, resumed=True)
+                  lambda main: folder, data_dir=data_dir, device=device, checkpoint_every=checkpoint_every,
+                  skip_nonfinite=skip_nonfinite, dist_timeout=dist_timeout, precision=stored.precision,
+                  trackers=stored.trackers, console=console, resumed=True)
 
 
 def evaluate(path: str | Path, *, split: str = "test", importance_samples: int = DEFAULT_IMPORTANCE_SAMPLES,
@@ -128,12 +142,29 @@ def evaluate(path: str | Path, *, split: str = "test", importance_samples: int =
 
 def export(path: str | Path, out: str | Path | None = None, *, part: str = "model", fmt: str = "safetensors",
            overwrite: bool = False) -> Path:
-    """Write a model (or its encoder or decoder) as one safetensors file, or a folder when `out` is not *.safetensors."""
+    """Write a model (or its encoder or decoder) as one safetensors file, or a folder when `out` is not
+    *.safetensors; `fmt="hf"` writes the folder with a model card (README.md) for the Hugging Face Hub."""
     from vaezoo.storage.exporting import export as write_export
 
     registry = get_registry()
     return write_export(_open(path, "cpu", registry), registry, None if out is None else Path(out),
                         part=part, fmt=fmt, overwrite=overwrite)
+
+
+def push(path: str | Path, repo_id: str, *, private: bool = False, message: str | None = None) -> str:
+    """Export a model with its model card and upload it to the Hugging Face Hub as `repo_id` (OWNER/NAME),
+    creating the repository if needed; needs a token (`hf auth login` or HF_TOKEN). Returns its address."""
+    import tempfile
+
+    from vaezoo.storage import hub
+    from vaezoo.storage.exporting import export as write_export
+
+    target = hub.push_target(repo_id)
+    registry = get_registry()
+    artifact = _open(path, "cpu", registry)
+    with tempfile.TemporaryDirectory(prefix="vaezoo-push-") as tmp:
+        folder = write_export(artifact, registry, Path(tmp) / target.model.name, fmt="hf", load_as=str(target.model))
+        return hub.push(folder, target, private=private, message=message)
 
 
 def sample(path: str | Path, out: str | Path | None = None, *, mode: str = "prior", n: int = 64, seed: int = 0,
@@ -169,20 +200,26 @@ def sample(path: str | Path, out: str | Path | None = None, *, mode: str = "prio
 
 
 def _train(spec: VariantSpec, hp: HParams, dataset_name: str, seed: int, max_steps: int | None,
-           parts: Mapping[str, str], stage: Artifact | None, run_folder: Callable[[bool], RunDir], *, data_dir: str | Path | None, device: str,
-           checkpoint_every: int | None, skip_nonfinite: bool, dist_timeout: float | None,
-           console: Console | None, resumed: bool = False, out_named: bool = True) -> Path | None:
-    """Load the data, then take the run folder (created only once the inputs check out, and only by
-    rank 0 under torchrun: `run_folder(is_main)`) and train into it."""
+           parts: Mapping[str, str], stage: Artifact | None, run_folder: Callable[[bool], RunDir], *,
+           data_dir: str | Path | None, device: str, checkpoint_every: int | None, skip_nonfinite: bool,
+           dist_timeout: float | None, precision: str, trackers: tuple[str, ...], console: Console | None,
+           resumed: bool = False, out_named: bool = True) -> Path | None:
+    """Check the precision and trackers and load the data, then take the run folder (created only once
+    the inputs check out, and only by rank 0 under torchrun: `run_folder(is_main)`) and train into it."""
     from rich.console import Console
 
     from vaezoo.devices import resolve_device
     from vaezoo.training.distributed import DEFAULT_TIMEOUT_S, launch
     from vaezoo.training.loop import TrainSetup
     from vaezoo.training.loop import train as train_run
+    from vaezoo.training.precision import check_precision, emulation_note
+    from vaezoo.training.tracking import open_trackers, tracker_names
 
     registry = get_registry()
     world, torch_device = launch(resolve_device(device), dist_timeout or DEFAULT_TIMEOUT_S)
+    check_precision(precision, torch_device)
+    trackers = tracker_names(trackers)
+    opened = open_trackers(trackers, registry) if world.is_main else {}
     if world.launched and not out_named:
         raise UsageError("under torchrun name the run folder with --out: every process must agree on it")
     # The run records the registered name, which is what --resume and evaluate look up again.
@@ -199,20 +236,28 @@ def _train(spec: VariantSpec, hp: HParams, dataset_name: str, seed: int, max_ste
     if stage is not None and stage.input_shape != data.input_shape:
         raise DataError(f"the parent model takes images of shape {stage.input_shape}; dataset {data.name} "
                         f"gives {data.input_shape}")
+    if note := emulation_note(precision, torch_device):
+        console.print(f"[yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
     setup = TrainSetup(spec, hp, data, torch_device, seed=seed, max_steps=max_steps, world=world, parts=parts,
                        parent=stage.vae() if stage is not None else None,
                        parent_metadata=stage.describe() if stage is not None else None,
-                       provenance=registry.provenance("variant", spec.name))
+                       provenance=registry.provenance("variant", spec.name), precision=precision, trackers=trackers)
     with world.joined():
         train_run(setup, run, registry, console, resume_run=resumed, checkpoint_every=checkpoint_every,
-                  skip_nonfinite=skip_nonfinite)
+                  skip_nonfinite=skip_nonfinite, trackers=opened)
     return run.path if world.is_main else None
 
 
 def _open(path: str | Path, device: str, registry: Registry) -> Artifact:
+    """A local path, or hf://OWNER/NAME[@REVISION] fetched into huggingface_hub's cache first."""
     from vaezoo.devices import resolve_device
+    from vaezoo.storage import hub
     from vaezoo.storage.loading import open_artifact
 
+    if hub.is_hub(path):
+        artifact = open_artifact(hub.download(str(path)), device=resolve_device(device), registry=registry)
+        artifact.origin = str(hub.parse(str(path)))
+        return artifact
     return open_artifact(Path(path), device=resolve_device(device), registry=registry)
 
 

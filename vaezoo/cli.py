@@ -167,6 +167,7 @@ def info_command(
 @app.command("train")
 def train_command(
     variant: Optional[str] = typer.Argument(None, help="A registered variant name (see `vaezoo list`); not with --resume."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A TOML, YAML or JSON file of settings (a run's config.json too); options given here win."),
     beta: Optional[str] = typer.Option(None, "--beta", help="Weight of the divergence term, for variants that have one."),
     epochs: Optional[str] = typer.Option(None, "--epochs", help="Passes over the training set (with --resume: extend the run)."),
     batch_size: Optional[str] = typer.Option(None, "--batch-size", help="Images per step and process: under torchrun the global batch is this times the number of processes."),
@@ -178,25 +179,27 @@ def train_command(
                                           "(or weights file) it trains on."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for initialisation, noise and data order (default 0)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/VARIANT/TIMESTAMP)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run already in --out (once the new one's inputs check out)."),
+    overwrite: Optional[bool] = typer.Option(None, "--overwrite/--no-overwrite", show_default=False, help="Replace the run already in --out (once the new one's inputs check out)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="A registered dataset (default: the variant's)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where the dataset files are ($VAEZOO_DATA)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after N steps (smoke runs)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto (the default), cpu, cuda or cuda:N."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="32 (default), bf16 or 16 (CUDA): the networks under autocast, the objective in float32."),
+    track: List[str] = typer.Option([], "--track", help="Log to an experiment tracker: tensorboard, mlflow, wandb or a plugin's; repeat for several, 'none' for none."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its newest checkpoint, with its own settings."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Also checkpoint every N steps (default: at epoch ends only)."),
-    skip_nonfinite: bool = typer.Option(False, "--skip-nonfinite", help="Skip a batch whose loss is NaN or infinite instead of stopping (a host sync per step on GPUs)."),
-    dist_timeout: float = typer.Option(300, "--dist-timeout", min=1, help="Under torchrun: seconds a process waits for the others before the job stops."),
+    skip_nonfinite: Optional[bool] = typer.Option(None, "--skip-nonfinite/--no-skip-nonfinite", show_default=False, help="Skip a batch whose loss is NaN or infinite instead of stopping (a host sync per step on GPUs)."),
+    dist_timeout: Optional[float] = typer.Option(None, "--dist-timeout", min=1, help="Under torchrun: seconds a process waits for the others before the job stops (default 300)."),
 ) -> None:
     """Train a variant, or continue a run with --resume; writes a self-describing run folder."""
     from vaezoo.storage.runs import RunDir
 
     registry = get_registry()
     if resume is not None:
-        given = {"VARIANT": variant, "--beta": beta, "--batch-size": batch_size, "--lr": lr, "-o": option or None,
-                 "--part": part or None, "--parent": parent,
-                 "--seed": seed, "--out": out_dir, "--overwrite": overwrite or None, "--dataset": dataset,
-                 "--max-steps": max_steps}
+        given = {"VARIANT": variant, "--config": config, "--beta": beta, "--batch-size": batch_size, "--lr": lr,
+                 "-o": option or None, "--part": part or None, "--parent": parent, "--seed": seed, "--out": out_dir,
+                 "--overwrite": overwrite, "--dataset": dataset, "--max-steps": max_steps, "--precision": precision,
+                 "--track": track or None}
         refused = [name for name, value in given.items() if value is not None]
         if refused:
             raise UsageError(f"--resume continues a run with the settings in its config.json; {', '.join(refused)} "
@@ -204,25 +207,34 @@ def train_command(
                              "--checkpoint-every, --skip-nonfinite, --dist-timeout)")
         from vaezoo.api import resume_training
 
-        path = resume_training(resume, epochs=epochs, data_dir=data_dir, device=device,
-                               checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite,
+        path = resume_training(resume, epochs=epochs, data_dir=data_dir, device=device or "auto",
+                               checkpoint_every=checkpoint_every, skip_nonfinite=bool(skip_nonfinite),
                                dist_timeout=dist_timeout, console=err)
     else:
-        if variant is None:
-            raise UsageError("name a VARIANT to train (see `vaezoo list`), or continue a run with --resume RUN")
-        spec = registry.variant(variant)
-        texts = []
-        for name, value in (("beta", beta), ("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
-            if value is not None:
-                if name not in spec.schema:
-                    raise UsageError(f"variant {spec.name} has no hyperparameter '{name}'")
-                texts.append(f"{name}={value}")
-        from vaezoo.api import train
+        shortcuts = {"beta": beta, "epochs": epochs, "batch_size": batch_size, "lr": lr}
+        texts = [f"{name}={value}" for name, value in shortcuts.items() if value is not None]
+        settings = {"parts": _part_swaps(part) or None, "parent": parent,
+                    "dataset": dataset, "data_dir": data_dir, "out": out_dir, "overwrite": overwrite, "seed": seed,
+                    "max_steps": max_steps, "device": device, "precision": precision, "trackers": track or None,
+                    "checkpoint_every": checkpoint_every, "skip_nonfinite": skip_nonfinite,
+                    "dist_timeout": dist_timeout}
+        given = {key: value for key, value in settings.items() if value is not None}
+        if config is not None:
+            from vaezoo.api import train_from_config
 
-        path = train(spec.name, options=[*texts, *option], parts=_part_swaps(part), parent=parent, dataset=dataset, data_dir=data_dir, out=out_dir,
-                     overwrite=overwrite, seed=0 if seed is None else seed, max_steps=max_steps, device=device,
-                     checkpoint_every=checkpoint_every, skip_nonfinite=skip_nonfinite,
-                     dist_timeout=dist_timeout, console=err)
+            path = train_from_config(config, options=[*texts, *option], console=err,
+                                     **({"variant": variant} if variant is not None else {}), **given)
+        else:
+            if variant is None:
+                raise UsageError("name a VARIANT to train (see `vaezoo list`), give a --config file, "
+                                 "or continue a run with --resume RUN")
+            spec = registry.variant(variant)
+            for name in shortcuts:
+                if shortcuts[name] is not None and name not in spec.schema:
+                    raise UsageError(f"variant {spec.name} has no hyperparameter '{name}'")
+            from vaezoo.api import train
+
+            path = train(spec.name, options=[*texts, *option], console=err, **given)
     if path is None:  # under torchrun only rank 0 reports
         return
     test = RunDir(path).read_metrics()[-1]["test"]
@@ -251,12 +263,13 @@ def _part_swaps(texts: List[str]) -> dict[str, str]:
     return swaps
 
 
-SOURCE_HELP = "A run folder, an exported .safetensors file or folder, or a training checkpoint."
+SOURCE_HELP = ("A run folder, an exported .safetensors file or folder, a training checkpoint, or a Hugging Face "
+               "Hub model hf://OWNER/NAME[@REVISION] (pip install 'vaezoo[hub]').")
 
 
 @app.command("evaluate")
 def evaluate_command(
-    source: Path = typer.Argument(..., metavar="RUN_OR_FILE", help=SOURCE_HELP),
+    source: str = typer.Argument(..., metavar="MODEL", help=SOURCE_HELP),
     split: str = typer.Option("test", "--split", help="train or test."),
     importance_samples: int = typer.Option(DEFAULT_IMPORTANCE_SAMPLES, "--importance-samples", "-k",
                                            help="Importance samples per image for -log p(x)."),
@@ -337,14 +350,14 @@ def _measures_table(r: dict) -> Table:
 
 @app.command("export")
 def export_command(
-    source: Path = typer.Argument(..., metavar="RUN_OR_FILE", help=SOURCE_HELP),
+    source: str = typer.Argument(..., metavar="MODEL", help=SOURCE_HELP),
     out_path: Optional[Path] = typer.Option(None, "--out", help="A .safetensors file, or a folder for the "
                                             "Hugging Face layout (default VARIANT-RUN.safetensors here)."),
-    fmt: str = typer.Option("safetensors", "--format", help="Only safetensors."),
+    fmt: str = typer.Option("safetensors", "--format", help="safetensors, or hf: a folder with a model card (README.md) for the Hugging Face Hub."),
     part: str = typer.Option("model", "--part", help="model, encoder or decoder."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files."),
 ) -> None:
-    """Write one self-describing safetensors file (or config.json + model.safetensors) for shipping."""
+    """Write one self-describing safetensors file (or config.json + model.safetensors [+ README.md]) for shipping."""
     from vaezoo.api import export
 
     written = export(source, out_path, part=part, fmt=fmt, overwrite=overwrite)
@@ -353,7 +366,7 @@ def export_command(
 
 @app.command("sample")
 def sample_command(
-    source: Path = typer.Argument(..., metavar="RUN_OR_FILE", help=SOURCE_HELP),
+    source: str = typer.Argument(..., metavar="MODEL", help=SOURCE_HELP),
     n: int = typer.Option(64, "--n", help="Images to draw (or test images to reconstruct)."),
     out_file: Optional[Path] = typer.Option(None, "--out", help="PNG to write (default samples.png, "
                                             "reconstructions.png or traversals.png)."),
@@ -410,6 +423,20 @@ def explore_command(
     from vaezoo.explore.server import serve
 
     serve(sources, host=host, port=port, device=device, data_dir=data_dir, console=err)
+
+
+@app.command("push")
+def push_command(
+    source: str = typer.Argument(..., metavar="MODEL", help=SOURCE_HELP),
+    repo_id: str = typer.Argument(..., metavar="OWNER/NAME", help="The Hugging Face Hub model to create or update."),
+    private: bool = typer.Option(False, "--private", help="Create the repository as private."),
+    message: Optional[str] = typer.Option(None, "--message", help="The commit message."),
+) -> None:
+    """Upload a model with its model card to the Hugging Face Hub (needs `hf auth login` or HF_TOKEN)."""
+    from vaezoo.api import push
+
+    url = push(source, repo_id, private=private, message=message)
+    out.print(f"pushed to {url}; load it with vaezoo.load(\"hf://{repo_id}\")", highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,17 +24,26 @@ class UsageError(VaezooError):
 class UnknownNameError(UsageError):
     """A name that is not registered; the message suggests the closest known names."""
 
-    def __init__(self, kind: str, name: str, known: Iterable[str], note: str = ""):
+    def __init__(self, kind: str, name: str, known: Iterable[str], note: str = "", where: str = ""):
         known = sorted(known)
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         listing = f" Known: {', '.join(known)}." if known and not close else ""
-        super().__init__(f"unknown {kind} '{name}'.{hint}{listing}{note}")
+        place = f" in {where}" if where else ""
+        super().__init__(f"unknown {kind} '{name}'{place}.{hint}{listing}{note}")
         self.kind, self.name, self.suggestions = kind, name, close
 
 
 class NotApplicable(UsageError):
     """Something asked of a model that its structure does not have (a flat code, a density...)."""
+
+
+class MissingExtraError(UsageError):
+    """A feature needs a package that is not installed; the message names the extra that installs it."""
+
+    def __init__(self, feature: str, package: str, extra: str | None):
+        install = f"pip install 'vaezoo[{extra}]'" if extra else f"pip install {package}"
+        super().__init__(f"{feature} needs the {package} package: {install}")
 
 
 class PluginConflictError(VaezooError):
@@ -51,10 +60,6 @@ class WeightsError(VaezooError):
 
 class StorageError(VaezooError):
     """A run file could not be written (disk full, no permission); earlier files are untouched."""
-
-
-class MissingExtraError(VaezooError):
-    """A command needs an optional extra that is not installed (pip install 'vaezoo[NAME]')."""
 
 
 class DistributedError(VaezooError):

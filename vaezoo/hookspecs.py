@@ -61,5 +61,10 @@ def register_datasets(register):
 
 
 @hookspec
+def register_trackers(register):
+    """Experiment trackers (`vaezoo train --track NAME`): a factory () -> vaezoo.training.tracker.Tracker."""
+
+
+@hookspec
 def register_variants(register):
     """Variants: a vaezoo.variant.VariantSpec naming registered parts and typed hyperparameters."""

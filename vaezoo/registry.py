@@ -41,6 +41,7 @@ HOOK_KINDS = {
     "register_divergences": "divergence",
     "register_objectives": "objective",
     "register_datasets": "dataset",
+    "register_trackers": "tracker",
     "register_variants": "variant",
 }
 KINDS = tuple(HOOK_KINDS.values())

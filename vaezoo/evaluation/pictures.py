@@ -10,10 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
-from torchvision.utils import save_image
+from torchvision.utils import make_grid, save_image
 
 from vaezoo.data import as_float
 from vaezoo.errors import NotApplicable
@@ -24,17 +25,17 @@ TRAVERSAL_STEPS = 11
 
 
 @torch.no_grad()
-def reconstructions(model: Structure, images: Tensor, path: Path | BinaryIO, n: int = 32, per_row: int = 8) -> None:
-    """Rows of test images, each followed by a row of their reconstructions (a file or an open stream)."""
+def reconstruction_grid(model: Structure, images: Tensor, n: int = 32, per_row: int = 8) -> Tensor:
+    """Rows of test images, each followed by a row of their reconstructions: [3, H, W] in [0, 1]."""
     x = as_float(images[:n])
     recon = model.reconstruct(x)
     rows = [t for i in range(0, x.shape[0], per_row) for t in (x[i:i + per_row], recon[i:i + per_row])]
-    save_image(torch.cat(rows), path, format="png", nrow=per_row, pad_value=1.0)
+    return make_grid(torch.cat(rows), nrow=per_row, pad_value=1.0)
 
 
 @torch.no_grad()
-def samples(model: Structure, path: Path, n: int = 64) -> None:
-    save_image(model.sample(n), path, nrow=int(n**0.5) or 1, pad_value=1.0)
+def sample_grid(model: Structure, n: int = 64) -> Tensor:
+    return make_grid(model.sample(n), nrow=int(n**0.5) or 1, pad_value=1.0)
 
 
 @torch.no_grad()
@@ -47,6 +48,35 @@ def traversals(model: Structure, image: Tensor, path: Path) -> None:
     index = torch.arange(dims, device=z.device)
     grid[index, :, index] = z[index, None] + values
     save_image(model.decode_representation(grid.reshape(-1, dims)), path, nrow=TRAVERSAL_STEPS, pad_value=1.0)
+
+
+def reconstructions(model: Structure, images: Tensor, path: Path | BinaryIO, n: int = 32, per_row: int = 8) -> None:
+    """The reconstruction grid as a PNG file (or into an open stream)."""
+    save_image(reconstruction_grid(model, images, n, per_row), path, format="png")
+
+
+def samples(model: Structure, path: Path | BinaryIO, n: int = 64) -> None:
+    save_image(sample_grid(model, n), path, format="png")
+
+
+def epoch_pictures(model: Structure, test_images: Tensor, seed: int = 0) -> dict[str, np.ndarray]:
+    """Reconstructions and prior samples as uint8 [H, W, 3] arrays, for experiment trackers at epoch ends.
+
+    The prior samples use their own `seed` (the same noise every epoch, so epochs compare) inside a
+    forked random state: drawing them leaves training's random numbers, and so its result, unchanged.
+    """
+    device = test_images.device
+    drawings = {"reconstructions": lambda: reconstruction_grid(model, test_images), "samples": lambda: sample_grid(model)}
+    grids = {}
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for name, draw in drawings.items():
+            try:
+                grids[name] = draw()
+            except NotApplicable:  # a picture the model's structure cannot draw (no prior samples, say)
+                continue
+    return {name: grid.mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+            for name, grid in grids.items()}
 
 
 def loss_curves(records: Sequence[dict[str, Any]], path: Path, size: tuple[int, int] = (640, 400)) -> None:

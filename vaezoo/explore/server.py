@@ -32,7 +32,7 @@ def require_extra() -> None:
         if not found:
             missing.append(module)
     if missing:
-        raise MissingExtraError(f"vaezoo explore needs {' and '.join(missing)}: pip install 'vaezoo[explore]'")
+        raise MissingExtraError("vaezoo explore", " and ".join(missing), "explore")
 
 
 def explore_app(sources: Sequence[Path], *, device: str = "auto", data_dir: str | Path | None = None,

@@ -1,5 +1,6 @@
 """Shipping a model: one safetensors file whose metadata is enough to rebuild it, or a
-Hugging-Face-style folder (config.json + model.safetensors) holding the same."""
+Hugging-Face-style folder (config.json + model.safetensors) holding the same; `--format hf` adds
+the model card (README.md) the Hub shows."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from vaezoo.errors import UsageError
 from vaezoo.registry import Registry
 from vaezoo.storage import checkpoint
 from vaezoo.storage.loading import OPTIONAL_JSON_FIELDS, PARTS, Artifact
-from vaezoo.storage.runs import CONFIG, MODEL, atomic_write_json, refuse_overwrite
+from vaezoo.storage.runs import CONFIG, EVAL, MODEL, atomic_write_bytes, atomic_write_json, refuse_overwrite
 
-FORMATS = ("safetensors",)
+FORMATS = ("safetensors", "hf")
 SUFFIX = ".safetensors"
+CARD = "README.md"
 
 
 def export_metadata(artifact: Artifact, part: str, registry: Registry) -> dict[str, Any]:
@@ -32,23 +34,29 @@ def export_metadata(artifact: Artifact, part: str, registry: Registry) -> dict[s
 
 def default_destination(artifact: Artifact, part: str) -> Path:
     """VARIANT-RUNNAME[-PART].safetensors in the current folder."""
-    stem = artifact.path.resolve().stem
+    stem = artifact.stem
     name = stem if artifact.spec.name in stem else f"{artifact.spec.name}-{stem}"
     return Path(f"{name}{'' if part == 'model' else '-' + part}{SUFFIX}")
 
 
 def export(artifact: Artifact, registry: Registry, out: Path | None = None, *, part: str = "model",
-           fmt: str = "safetensors", overwrite: bool = False) -> Path:
-    """Write `part` of `artifact` to `out`: a .safetensors file, else a folder in Hugging Face layout."""
+           fmt: str = "safetensors", overwrite: bool = False, load_as: str | None = None) -> Path:
+    """Write `part` of `artifact` to `out`: a .safetensors file, else a folder in Hugging Face layout;
+    `fmt` "hf" always a folder, with the model card (which shows `vaezoo.load(load_as)`)."""
     if fmt not in FORMATS:
         raise UsageError(f"--format '{fmt}' is not supported; use {', '.join(FORMATS)}")
     if part not in PARTS:
         raise UsageError(f"--part '{part}' is not one of {', '.join(PARTS)}")
     if artifact.part not in ("model", part):
         raise UsageError(f"{artifact.weights} holds only the {artifact.part}; it cannot give the {part}")
-    out = Path(out) if out is not None else default_destination(artifact, part)
+    if out is None:
+        out = default_destination(artifact, part)
+        out = out.with_suffix("") if fmt == "hf" else out
+    elif fmt == "hf" and Path(out).suffix == SUFFIX:
+        raise UsageError(f"--format hf writes a folder; --out {out} names a file")
+    out = Path(out)
     folder = out.suffix != SUFFIX
-    targets = [out / MODEL, out / CONFIG] if folder else [out]
+    targets = [out / MODEL, out / CONFIG] + ([out / CARD] if fmt == "hf" else []) if folder else [out]
     for target in targets:
         refuse_overwrite(target, overwrite)
     if folder and out.exists() and not out.is_dir():
@@ -56,10 +64,17 @@ def export(artifact: Artifact, registry: Registry, out: Path | None = None, *, p
     module = artifact.module if part == artifact.part else getattr(artifact.module, part)
     tensors = checkpoint.model_tensors(module)
     meta = {**export_metadata(artifact, part, registry), checkpoint.HASH_KEY: checkpoint.content_hash(tensors)}
+    card = None
+    if fmt == "hf":  # before anything is written: a missing extra or a bad eval.json leaves no half folder
+        from vaezoo.storage.model_card import model_card, read_eval
+
+        card = model_card(artifact, meta["plugin"], read_eval(artifact.beside(EVAL), artifact), load_as or str(out))
     if folder:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / CONFIG, {"model_type": "vaezoo", checkpoint.FORMAT_KEY: checkpoint.FORMAT, **meta})
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
     checkpoint.write(targets[0], tensors, meta)
-    return targets[0]
+    if card is not None:
+        atomic_write_bytes(out / CARD, card.encode())
+    return out if card is not None else targets[0]

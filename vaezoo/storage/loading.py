@@ -48,6 +48,7 @@ class Artifact:
     spec: VariantSpec
     hp: HParams
     module: nn.Module  # the model (a Structure), or the encoder / decoder of a part file
+    origin: str | None = None  # hf://OWNER/NAME when read from the Hub (path is then its cache folder)
 
     @property
     def part(self) -> str:
@@ -71,8 +72,16 @@ class Artifact:
                 if key in self.metadata}
         return {**meta, checkpoint.HASH_KEY: checkpoint.content_hash(checkpoint.model_tensors(self.module))}
 
+    @property
+    def stem(self) -> str:
+        """What default file names start with: the run, file or Hub model name."""
+        return self.origin.rsplit("/", 1)[-1].split("@")[0] if self.origin else self.path.resolve().stem
+
     def beside(self, name: str) -> Path:
-        """Where results about this model go: inside its folder, or next to its file (x.NAME)."""
+        """Where results about this model go: inside its folder, or next to its file (x.NAME); for a
+        Hub model, NAME.x in the current folder (never inside the download cache)."""
+        if self.origin:
+            return Path(f"{self.stem}.{name}")
         return self.path / name if self.path.is_dir() else self.path.with_name(f"{self.path.stem}.{name}")
 
 

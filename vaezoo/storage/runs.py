@@ -23,7 +23,10 @@ METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
 MODEL = "model.safetensors"
 PARENT = "parent.safetensors"  # a second stage's copy of the first stage it trains on
+EVAL = "eval.json"  # `vaezoo evaluate` results beside a model
 CHECKPOINTS = "checkpoints"
+TRACKING = "tracking.json"  # which tracked run (MLflow, W&B...) this run continues on resume
+TENSORBOARD = "tensorboard"  # the TensorBoard tracker's event files
 TEMPORARY_GLOB = ".*.tmp"  # what atomic_write_bytes leaves behind when killed mid-write
 
 
@@ -51,16 +54,16 @@ def refuse_overwrite(path: Path, overwrite: bool) -> None:
         raise UsageError(f"{path} already exists; choose another --out or pass --overwrite")
 
 
-def flatten_metrics(record: Mapping[str, Any]) -> dict[str, Any]:
+def flatten_metrics(record: Mapping[str, Any], sep: str = "_") -> dict[str, Any]:
     """{"train": {"loss": 1}, "epoch": 1} -> {"train_loss": 1, "epoch": 1}; lists become _0, _1..."""
     flat: dict[str, Any] = {}
     for key, value in record.items():
         if isinstance(value, Mapping):
-            for sub, v in flatten_metrics(value).items():
-                flat[f"{key}_{sub}"] = v
+            for sub, v in flatten_metrics(value, sep).items():
+                flat[f"{key}{sep}{sub}"] = v
         elif isinstance(value, list):
             for i, v in enumerate(value):
-                flat[f"{key}_{i}"] = v
+                flat[f"{key}{sep}{i}"] = v
         else:
             flat[key] = value
     return flat
@@ -125,9 +128,10 @@ class RunDir:
 
         Only vaezoo's own files go: anything else the user keeps in the folder stays.
         """
-        for name in (CONFIG, METRICS_JSONL, METRICS_CSV, MODEL, PARENT):
+        for name in (CONFIG, METRICS_JSONL, METRICS_CSV, MODEL, PARENT, TRACKING):
             (self.path / name).unlink(missing_ok=True)
-        for file in [*self.path.glob("*.png"), *self.checkpoints.glob("*.safetensors")]:
+        for file in [*self.path.glob("*.png"), *self.checkpoints.glob("*.safetensors"),
+                     *(self.path / TENSORBOARD).glob("events.out.tfevents.*")]:
             file.unlink()
         self.remove_temporaries()
 

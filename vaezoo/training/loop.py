@@ -34,7 +34,10 @@ from vaezoo.storage.runs import MODEL, PARENT, RunDir
 from vaezoo.training import resume, rng
 from vaezoo.training.distributed import World
 from vaezoo.training.nonfinite import MAX_SKIPS_IN_A_ROW, Watch, describe, nonfinite_now
+from vaezoo.training.precision import Precision
 from vaezoo.training.stopping import StopRequests
+from vaezoo.training.tracker import Tracker
+from vaezoo.training.tracking import Tracking
 from vaezoo.variant import VariantSpec
 
 PROGRESS_EVERY = 20  # steps between progress-bar refreshes (each one syncs with the device)
@@ -55,6 +58,8 @@ class TrainSetup:
     parent: Structure | None = None  # the finished first stage a second-stage variant trains on
     parent_metadata: Mapping[str, Any] | None = None  # what rebuilds `parent` (its weights metadata)
     provenance: Mapping[str, str] = field(default_factory=dict)  # plugin, plugin_distribution, plugin_version
+    precision: str = "32"  # --precision: 32, bf16 or 16 (precision.py)
+    trackers: tuple[str, ...] = ()  # --track: recorded so resume continues them; they do not change the result
 
     def config(self) -> dict[str, Any]:
         optional = {"parts": dict(self.parts), "parent": self.parent_metadata}
@@ -67,6 +72,8 @@ class TrainSetup:
             "input_shape": list(self.data.input_shape),
             "seed": self.seed,
             "max_steps": self.max_steps,
+            "precision": self.precision,
+            "trackers": list(self.trackers),
             "device": str(self.device),
             "vaezoo_version": __version__,
             "torch_version": torch.__version__,
@@ -142,18 +149,19 @@ def _progress(console: Console) -> Progress:
 
 def train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console | None = None, *,
           resume_run: bool = False, checkpoint_every: int | None = None,
-          skip_nonfinite: bool = False) -> list[dict[str, Any]]:
+          skip_nonfinite: bool = False, trackers: Mapping[str, Tracker] | None = None) -> list[dict[str, Any]]:
     """Train `setup` into `run`, or continue it from its newest checkpoint (`resume_run`).
 
     Writes metrics and a checkpoint per epoch (and every `checkpoint_every` steps), then the model
     and pictures. Returns every epoch's metrics record. A fresh run clears what an earlier run left
     in the folder only after the model and optimizers are built. Ctrl-C or SIGTERM, from here on,
     stops at the next step boundary after a checkpoint. Another process training into `run` is refused.
+    `trackers` (open_trackers(setup.trackers)) receive the run on a background thread (rank 0 only).
     """
     with run.lock() if setup.world.is_main else nullcontext(), StopRequests() as stop:  # rank 0 writes
         try:
             return _train(setup, run, registry, console or Console(stderr=True), stop,
-                          resume_run, checkpoint_every, skip_nonfinite)
+                          resume_run, checkpoint_every, skip_nonfinite, trackers or {})
         except KeyboardInterrupt:
             raise TrainingInterrupted(
                 f"stopped at once by a second interrupt; every checkpoint written is complete. "
@@ -161,7 +169,8 @@ def train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console |
 
 
 def _train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console, stop: StopRequests,
-           resume_run: bool, checkpoint_every: int | None, skip_nonfinite: bool) -> list[dict[str, Any]]:
+           resume_run: bool, checkpoint_every: int | None, skip_nonfinite: bool,
+           trackers: Mapping[str, Tracker]) -> list[dict[str, Any]]:
     hp, device = setup.hp, setup.device
     rng.seed_all(setup.seed)
     model = build_model(setup.spec, hp, setup.data.input_shape, registry, parts=setup.parts, parent=setup.parent)
@@ -172,6 +181,8 @@ def _train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console,
     config = setup.config()
     last: Path | None = None
     writes = setup.world.is_main  # distributed: only rank 0 writes the run folder
+    tracking = Tracking(trackers if writes else {}, console)  # distributed: rank 0 tracks
+    tracked = tracking.stored(run) if resume_run else {}
     if resume_run:
         state, config, records, last = resume.restore(run, config, model, objective, optimizers, device, tidy=writes)
         console.print(f"resuming {run.path} from {last or 'the start (no checkpoint yet)'}: "
@@ -185,16 +196,23 @@ def _train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console,
     if writes:
         run.write_config(config)
         run.checkpoints.mkdir(exist_ok=True)
-    loop = _Loop(setup, run, model, objective, optimizers, config, state, records, console, last,
-                 checkpoint_every, skip_nonfinite)
-    loop.run(stop)
-    if not writes:
-        return records
-    checkpoint.write(run.path / MODEL, checkpoint.model_tensors(model), weights_metadata(config))
-    from vaezoo.evaluation.pictures import write_pictures
+    precision = Precision(setup.precision, device)
+    precision.load(state.grad_scaler, str(last))
+    tracking.start(run, config, state.step, tracked)
+    with tracking:
+        loop = _Loop(setup, run, model, objective, optimizers, config, state, records, console, last,
+                     checkpoint_every, skip_nonfinite, precision, tracking)
+        with precision.applied(model):
+            loop.run(stop)
+        if not writes:
+            return records
+        checkpoint.write(run.path / MODEL, checkpoint.model_tensors(model), weights_metadata(config))
+        tracking.files([run.path / MODEL], "model")
+        from vaezoo.evaluation.pictures import write_pictures
 
-    for note in write_pictures(model, loop.data.test, records, run.path):
-        console.print(note, highlight=False, soft_wrap=True)
+        for note in write_pictures(model, loop.data.test, records, run.path):
+            console.print(note, highlight=False, soft_wrap=True)
+        tracking.files(sorted(run.path.glob("*.png")), "picture")  # the run folder's pictures are all vaezoo's
     return records
 
 
@@ -204,11 +222,12 @@ class _Loop:
     def __init__(self, setup: TrainSetup, run: RunDir, model: Structure, objective: Objective,
                  optimizers: dict[str, torch.optim.Optimizer], config: dict[str, Any], state: resume.TrainState,
                  records: list[dict[str, Any]], console: Console, last: Path | None,
-                 checkpoint_every: int | None, skip_nonfinite: bool):
+                 checkpoint_every: int | None, skip_nonfinite: bool, precision: Precision, tracking: Tracking):
         self.setup, self.run_dir, self.model, self.objective = setup, run, model, objective
         self.optimizers, self.config, self.state, self.records = optimizers, config, state, records
         self.console, self.last = console, last
         self.checkpoint_every, self.skip_nonfinite = checkpoint_every, skip_nonfinite
+        self.precision, self.tracking = precision, tracking
         self.data = setup.data.to(setup.device)
         self.world = setup.world
         self.forward = self.world.wrap(model, objective)  # objective(model, x, step), under DDP with torchrun
@@ -242,6 +261,7 @@ class _Loop:
             terms = self.step(x)
             if state.step % PROGRESS_EVERY == 0:
                 self.check_finite()
+                self.tracking.steps(state.step, terms)
                 if progress.live.is_started and terms is not None:
                     rate = (state.batch - first_batch) * self.batch_size / (time.perf_counter() - started)
                     progress.update(task, completed=state.batch, stats=f"{_brief(terms)}  {rate:,.0f} img/s")
@@ -274,9 +294,8 @@ class _Loop:
             self.watch.observe(terms, state.step)
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
-        _backward(terms, self.model, self.objective)
-        for optimizer in self.optimizers.values():
-            optimizer.step()
+        _backward(self.precision.scaled(terms), self.model, self.objective)
+        self.precision.step(self.optimizers)
         for key, value in terms.items():
             state.sums[key] = state.sums[key] + value.detach() if key in state.sums else value.detach().clone()
         return terms
@@ -322,8 +341,8 @@ class _Loop:
         # Distributed: the processes' running sums, averaged, so every resumed process starts from them.
         sums = {key: total / self.world.size for key, total in self.world.total(self.state.sums).items()}
         if self.world.is_main:
-            self.last = resume.save(self.run_dir, replace(self.state, sums=sums), self.model, self.objective,
-                                    self.optimizers, self.config, self.setup.device)
+            self.last = resume.save(self.run_dir, replace(self.state, sums=sums, grad_scaler=self.precision.state()),
+                                    self.model, self.objective, self.optimizers, self.config, self.setup.device)
         else:
             self.last = resume.checkpoint_path(self.run_dir, self.state)  # the one rank 0 writes
         return self.last
@@ -346,6 +365,7 @@ class _Loop:
         state.finish_epoch(order)
         if world.is_main:
             self.run_dir.append_metrics(record)
+            self.tracking.epoch(record, self.model, self.data.test)
         self.records.append(record)
         self.save()
         test = record["test"]

@@ -29,7 +29,10 @@ STEP_FILE = re.compile(r"step-(\d+)\.safetensors")  # mid-epoch (--checkpoint-ev
 DATA_ORDER = "rng/data_order"
 SUMS = "sums/"
 #: Config keys that decide a run's result: a checkpoint and the run it continues must agree on them.
-RESULT_KEYS = ("variant", "parts", "parent", "hparams", "dataset", "input_shape", "seed", "max_steps", "world_size")
+RESULT_KEYS = ("variant", "parts", "parent", "hparams", "dataset", "input_shape", "seed", "max_steps", "world_size",
+               "precision")
+#: What a config.json written before --precision existed trained in.
+DEFAULT_PRECISION = "32"
 #: The one hyperparameter --resume may change: more epochs extend a run.
 EXTENDABLE = "epochs"
 
@@ -44,6 +47,7 @@ class TrainState:
     batch: int = 0  # batches drawn in the epoch in progress
     skipped: int = 0  # of those, skipped for a non-finite loss (--skip-nonfinite)
     sums: dict[str, Tensor] = field(default_factory=dict)  # running sums of the epoch's loss terms
+    grad_scaler: dict[str, Any] | None = None  # the float16 gradient scaler's state (--precision 16)
 
     @classmethod
     def start(cls, seed: int) -> TrainState:
@@ -73,6 +77,8 @@ class StoredRun(NamedTuple):
     max_steps: int | None
     parts: dict[str, str]  # swapped from the variant's own
     parent: dict[str, Any] | None  # what the parent stage in parent.safetensors must be
+    precision: str
+    trackers: tuple[str, ...]
 
 
 def stored_run(run: RunDir, registry: Registry, epochs: str | None = None) -> StoredRun:
@@ -85,15 +91,18 @@ def stored_run(run: RunDir, registry: Registry, epochs: str | None = None) -> St
         overrides[EXTENDABLE] = spec.schema[EXTENDABLE].parse(epochs)
     seed, max_steps = config.get("seed"), config.get("max_steps")
     parts, parent = config.get("parts", {}), config.get("parent")
+    precision, trackers = config.get("precision", DEFAULT_PRECISION), config.get("trackers", [])
     if not isinstance(config["hparams"], dict) or not isinstance(config.get("dataset"), str) \
             or type(seed) is not int or not (max_steps is None or type(max_steps) is int) \
             or not isinstance(parts, dict) or not (parent is None or isinstance(parent, dict)):
         raise WeightsError(f"{source} is damaged: hparams, dataset, seed, max_steps, parts or parent has the wrong type")
+    if not isinstance(precision, str) or not isinstance(trackers, list) or not all(isinstance(t, str) for t in trackers):
+        raise WeightsError(f"{source} is damaged: precision must be a string and trackers a list of names")
     try:
         hp = Recipe.of(spec, registry, parts).schema.resolve({**config["hparams"], **overrides})
     except UsageError as exc:
         raise WeightsError(f"{source}: {exc} (was it edited?)") from None
-    return StoredRun(spec, hp, config["dataset"], seed, max_steps, parts, parent)
+    return StoredRun(spec, hp, config["dataset"], seed, max_steps, parts, parent, precision, tuple(trackers))
 
 
 def save(run: RunDir, state: TrainState, model: nn.Module, objective: nn.Module,
@@ -105,7 +114,7 @@ def save(run: RunDir, state: TrainState, model: nn.Module, objective: nn.Module,
     tensors[DATA_ORDER] = state.data_order
     tensors.update({f"{SUMS}{key}": value.detach().cpu().contiguous().clone() for key, value in state.sums.items()})
     meta.update(epoch=state.epoch, step=state.step, batch=state.batch, skipped=state.skipped,
-                config=dict(config), rng=rng_meta)
+                config=dict(config), rng=rng_meta, grad_scaler=state.grad_scaler)
     path = checkpoint_path(run, state)
     checkpoint.write(path, tensors, meta)
     for older in run.checkpoints.glob("step-*.safetensors"):
@@ -161,6 +170,7 @@ def newest_checkpoint(run: RunDir) -> tuple[Path, dict[str, Tensor], dict[str, A
         path = max(numbered)[1]
         tensors, raw = checkpoint.read(path)
         meta = {key: _decode(raw, key, path) for key in ("epoch", "step", "batch", "skipped", "config", "optimizers", "rng")}
+        meta["grad_scaler"] = _decode(raw, "grad_scaler", path) if "grad_scaler" in raw else None
         if not all(type(meta[key]) is int for key in ("epoch", "step", "batch", "skipped")):
             raise WeightsError(f"{path} is damaged: its epoch, step, batch or skipped count is not a whole number")
         rank = (meta["step"], meta["epoch"])
@@ -179,6 +189,7 @@ def _decode(raw: Mapping[str, str], key: str, path: Path) -> Any:
 def _result(config: Mapping[str, Any]) -> dict[str, Any]:
     """The keys of `config` that decide the result, hyperparameters flattened, the extendable one left out."""
     flat = {key: config.get(key) for key in RESULT_KEYS if key != "hparams"}
+    flat["precision"] = config.get("precision", DEFAULT_PRECISION)  # runs from before --precision: float32
     hparams = config.get("hparams")
     if isinstance(hparams, Mapping):
         flat.update({f"hparams.{k}": v for k, v in hparams.items() if k != EXTENDABLE})
@@ -204,7 +215,8 @@ def _load(path: Path, tensors: Mapping[str, Tensor], meta: Mapping[str, Any], mo
             checkpoint.restore_optimizer(optimizer, f"optimizer.{name}/", tensors, meta["optimizers"][name])
         state = TrainState(data_order=tensors[DATA_ORDER], epoch=int(meta["epoch"]), step=int(meta["step"]),
                            batch=int(meta["batch"]), skipped=int(meta["skipped"]),
-                           sums={k[len(SUMS):]: v.to(device) for k, v in tensors.items() if k.startswith(SUMS)})
+                           sums={k[len(SUMS):]: v.to(device) for k, v in tensors.items() if k.startswith(SUMS)},
+                           grad_scaler=meta["grad_scaler"])
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise WeightsError(f"{path} does not match this run's optimizers or state ({exc})") from None
     rng.restore(tensors, meta["rng"], device, path)

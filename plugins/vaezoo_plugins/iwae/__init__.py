@@ -5,7 +5,6 @@ from vaezoo.hparams import Param
 from vaezoo.variant import VariantSpec
 from vaezoo_plugins.standard.presets import CONV_PARTS, CONV_TRAINING
 
-
 _HERE = "vaezoo_plugins.iwae.objective"
 RAINFORTH = ("Rainforth, Kosiorek, Le, Maddison, Igl, Wood & Teh 2018, Tighter Variational Bounds are Not "
              "Necessarily Better, ICML (arXiv 1802.04537)")
