@@ -1,7 +1,8 @@
 """vaezoo: a plugin-based zoo of variational autoencoders.
 
 Importing the package is cheap (no torch): plugins need only `hookimpl`. The Python API
-(`vaezoo.train`, `resume_training`, `evaluate`, `export`, `sample`, `load`) and `vaezoo.registry` resolve on first use.
+(`vaezoo.train`, `resume_training`, `evaluate`, `export`, `sample`, `fit_sampler`, `load`) and
+`vaezoo.registry` resolve on first use.
 """
 
 import importlib
@@ -13,7 +14,7 @@ from vaezoo._version import __version__
 #: Decorate plugin functions named after the hooks in vaezoo.hookspecs.
 hookimpl = pluggy.HookimplMarker("vaezoo")
 
-_API = ("train", "resume_training", "evaluate", "export", "sample", "load")
+_API = ("train", "resume_training", "evaluate", "export", "sample", "fit_sampler", "load")
 
 __all__ = ["__version__", "hookimpl", "registry", *_API]
 

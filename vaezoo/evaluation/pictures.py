@@ -6,7 +6,7 @@ to traverse, no prior to sample) is left out with a note rather than drawn wrong
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,9 @@ def reconstructions(model: Structure, images: Tensor, path: Path, n: int = 32, p
 
 
 @torch.no_grad()
-def samples(model: Structure, path: Path, n: int = 64) -> None:
-    save_image(model.sample(n), path, nrow=int(n**0.5) or 1, pad_value=1.0)
+def samples(model: Structure, path: Path, n: int = 64, draw: Callable[[int], Tensor] | None = None) -> None:
+    """n samples in a square grid: from the model's prior, or from `draw(n)` (a fitted sampler's images)."""
+    save_image((draw or model.sample)(n), path, nrow=int(n**0.5) or 1, pad_value=1.0)
 
 
 @torch.no_grad()

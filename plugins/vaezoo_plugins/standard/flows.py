@@ -17,13 +17,18 @@ from torch.distributions import Transform, constraints
 
 from vaezoo_plugins.standard.made import MADE
 
+#: |log scale| of an ungated step stays below this: s -> B tanh(s / B), smooth and one to one.
+LOG_SCALE_BOUND = 3.0
+
 
 class AffineAutoregressive(Transform):
     """One autoregressive affine step over the last dimension; the MADE gives two outputs per variable.
 
     gated: the numerically stable update of Kingma et al. 2016, sigma = sigmoid(s),
       y = sigma * x + (1 - sigma) * m, log|det| = sum log sigma;
-    else the MAF form of Papamakarios et al. 2017, y = x * exp(s) + m, log|det| = sum s.
+    else the MAF form of Papamakarios et al. 2017, y = x * exp(s) + m, log|det| = sum s, with s
+      softly bounded to (-3, 3) (LOG_SCALE_BOUND) so that a code unlike the training ones cannot
+      overflow the density (a fitted MAF gave -inf to held-out codes without it).
     With cache_size=1 the step remembers its last (x, y) and log-scale, so log_prob of a sample it
     has just drawn costs neither an inversion nor another MADE pass.
     """
@@ -48,6 +53,7 @@ class AffineAutoregressive(Transform):
         if self.gated:
             sigma = torch.sigmoid(s)
             return sigma, (1 - sigma) * m, F.logsigmoid(s)
+        s = LOG_SCALE_BOUND * torch.tanh(s / LOG_SCALE_BOUND)
         return torch.exp(s), m, s
 
     def _remember(self, x: Tensor, y: Tensor, log_scale: Tensor) -> None:
