@@ -21,6 +21,7 @@ from vaezoo.storage.samplers import load_sampler, sampler_file
 from vaezoo_plugins.datasets.synthetic import load_synthetic
 from vaezoo_plugins.samplers.gmm import GaussianMixtureSampler, e_step, m_step
 
+from .conftest import SMALL_RUN
 from .quadrature import grid, integral
 
 FAST_FLOW = ("-o", "epochs=2", "-o", "flow_hidden=16", "-o", "flow_steps=2")
@@ -245,3 +246,10 @@ def test_overwrite_refits_and_the_file_sits_beside_an_export(small_run, tmp_path
     assert sampler_file(open_artifact(exported), "gmm") == tmp_path / "m.sampler-gmm.safetensors"
     again = vaezoo.fit_sampler(exported, "gmm", hparams={"components": 3}, device="cpu", overwrite=True)
     assert again["hparams"]["components"] == 3 and math.isfinite(again["test_log_prob"])
+
+
+def test_retraining_over_a_run_deletes_its_fitted_samplers(fitted_run, cli):
+    (fitted_run / "notes.txt").write_text("mine")
+    result = cli("train", *SMALL_RUN, "--epochs", "1", "--max-steps", "1", "--out", str(fitted_run), "--overwrite")
+    assert result.code == 0, result.err
+    assert not (fitted_run / "sampler-gmm.safetensors").exists() and (fitted_run / "notes.txt").exists()

@@ -1,5 +1,5 @@
 """The run folder: config.json, metrics.jsonl / metrics.csv, checkpoints/, model.safetensors, pictures
-(and parent.safetensors for a second-stage model).
+(and parent.safetensors for a second-stage model, sampler-NAME.safetensors for fitted samplers).
 
 Every file is written to a temporary name and renamed into place, so a crash never leaves a
 half-written file under a real name.
@@ -24,6 +24,7 @@ METRICS_CSV = "metrics.csv"
 MODEL = "model.safetensors"
 PARENT = "parent.safetensors"  # a second stage's copy of the first stage it trains on
 CHECKPOINTS = "checkpoints"
+SAMPLER_FILE = "sampler-{}.safetensors"  # a post-hoc sampler fitted to the run's model (vaezoo fit-sampler)
 TEMPORARY_GLOB = ".*.tmp"  # what atomic_write_bytes leaves behind when killed mid-write
 
 
@@ -127,7 +128,7 @@ class RunDir:
         """
         for name in (CONFIG, METRICS_JSONL, METRICS_CSV, MODEL, PARENT):
             (self.path / name).unlink(missing_ok=True)
-        for file in [*self.path.glob("*.png"), *self.checkpoints.glob("*.safetensors")]:
+        for file in [*self.path.glob("*.png"), *self.path.glob(SAMPLER_FILE.format('*')), *self.checkpoints.glob("*.safetensors")]:
             file.unlink()
         self.remove_temporaries()
 

@@ -19,13 +19,14 @@ from vaezoo.model.samplers import Sampler, build_sampler, code_size
 from vaezoo.registry import Registry
 from vaezoo.storage import checkpoint
 from vaezoo.storage.loading import Artifact
+from vaezoo.storage.runs import SAMPLER_FILE
 
 REQUIRED = ("sampler", "hparams", "code_dim", "model_hash")
 
 
 def sampler_file(artifact: Artifact, name: str) -> Path:
     """Where the fitted sampler `name` of this model lives: sampler-NAME.safetensors beside it."""
-    return artifact.beside(f"sampler-{name}.safetensors")
+    return artifact.beside(SAMPLER_FILE.format(name))
 
 
 def model_hash(artifact: Artifact) -> str:
