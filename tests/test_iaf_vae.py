@@ -23,10 +23,10 @@ from vaezoo.testing import build_variant
 from vaezoo_plugins.standard.flows import AffineAutoregressive
 from vaezoo_plugins.standard.made import MADE, step_order
 
-from .conftest import REAL_DATA
+from .conftest import REAL_DATA, train_into
 from .quadrature import grid, integral
 from .test_export import OUTPUTS
-from .test_resume import _start, _when, assert_same_results
+from .test_resume import _start, _when, assert_same_results, killed_after_last_metrics
 
 SMALL = {"latent_dim": 4, "iaf_hidden": 16, "iaf_steps": 3}
 RUN_ARGS = ("iaf-vae", "--dataset", "synthetic", "--batch-size", "512", "--epochs", "2", "--device", "cpu",
@@ -206,33 +206,26 @@ def test_registration_does_not_import_torch():
 
 @pytest.fixture(scope="module")
 def iaf_run(tmp_path_factory) -> Path:
-    from vaezoo.cli import main
-
-    path = tmp_path_factory.mktemp("iaf") / "run"
-    try:
-        main(["train", *RUN_ARGS, "--out", str(path)])
-    except SystemExit as exc:
-        assert not exc.code, f"training iaf-vae failed ({exc.code})"
-    return path
+    return train_into(tmp_path_factory.mktemp("iaf") / "run", *RUN_ARGS)
 
 
 def test_a_run_evaluates_with_its_density_and_samples(iaf_run, tmp_path, cli):
+    run = Path(shutil.copytree(iaf_run, tmp_path / "run"))  # a post-hoc sampler is written into it
     result = cli("evaluate", str(iaf_run), "-k", "20", "--out", str(tmp_path / "eval.json"), "--device", "cpu")
     assert result.code == 0, result.err
     measures = json.loads((tmp_path / "eval.json").read_text())
     assert measures["kl_estimated"] is True and "nll" not in measures.get("not_applicable", {})
     assert math.isfinite(measures["nll"]) and measures["nll"] <= measures["neg_elbo"] + 1.0
     assert measures["active_units"] >= 0 and len(measures["posterior_mean_variance"]) == 10
-    for mode in ("", "--traverse"):
-        out = tmp_path / f"pic{mode}.png"
-        done = cli("sample", str(iaf_run), *([mode] if mode else []), "--out", str(out), "--device", "cpu")
+    assert cli("fit-sampler", str(run), "--sampler", "gmm", "-o", "components=3", "--device", "cpu").code == 0
+    for args in ((), ("--traverse",), ("--sampler", "gmm")):
+        out = tmp_path / f"pic{len(args)}{args[-1] if args else ''}.png"
+        done = cli("sample", str(run), *args, "--out", str(out), "--device", "cpu")
         assert done.code == 0 and out.stat().st_size > 0, done.err
 
 
 def test_a_run_resumes_after_a_kill_between_metrics_and_checkpoint(iaf_run, tmp_path, cli):
-    run = Path(shutil.copytree(iaf_run, tmp_path / "run"))
-    (run / "checkpoints" / "epoch-0002.safetensors").rename(run / "checkpoints" / ".epoch-0002.safetensors.tmp")
-    (run / "model.safetensors").unlink()
+    run = killed_after_last_metrics(iaf_run, tmp_path / "run")
     result = cli("train", "--resume", str(run), "--device", "cpu")
     assert result.code == 0, result.err
     assert_same_results(run, iaf_run)

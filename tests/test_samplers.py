@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 import vaezoo
 from vaezoo.errors import UsageError
@@ -201,8 +202,7 @@ def _rewrite(path: Path, change) -> None:
 BAD_FILES = {
     "truncated": (lambda p: p.write_bytes(p.read_bytes()[:40]), "not a readable safetensors"),
     "altered": (lambda p: p.write_bytes(p.read_bytes()[:-8] + b"\x00" * 8), "corrupt"),
-    "not vaezoo's": (lambda p: __import__("safetensors.torch").torch.save_file({"a": torch.zeros(1)}, str(p)),
-                     "not one written by vaezoo"),
+    "not vaezoo's": (lambda p: save_file({"a": torch.zeros(1)}, str(p)), "not one written by vaezoo"),
     "other model": (lambda p: _rewrite(p, lambda t, m: m.update(model_hash="sha256:00")), "fitted to another model"),
     "bad hparams": (lambda p: _rewrite(p, lambda t, m: m.update(hparams=json.dumps({"components": -1}))),
                     "do not fit the installed sampler"),

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
 
     from vaezoo.hparams import HParams
+    from vaezoo.model.samplers import Sampler
     from vaezoo.storage.loading import Artifact
     from vaezoo.variant import VariantSpec
 
@@ -213,7 +214,7 @@ def fit_sampler(path: str | Path, sampler: str, *, hparams: Mapping[str, Any] | 
     return {"sampler": sampler, "hparams": hp.to_dict(), **fit, "saved_to": str(destination)}
 
 
-def _sampler(artifact: Artifact, name: str, registry: Registry):
+def _sampler(artifact: Artifact, name: str, registry: Registry) -> Sampler:
     """The sampler `name` ready to draw for the artifact's model: fitted ones are read from their file."""
     from vaezoo.model.samplers import build_sampler, check_sampler
     from vaezoo.storage.samplers import load_sampler
