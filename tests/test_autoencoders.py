@@ -94,3 +94,16 @@ def test_deterministic_autoencoder_trains_and_reports_its_reconstruction(tmp_pat
     assert shown.code == 0 and "neg_elbo: not applicable" in shown.out
     refused = cli("sample", str(run), "--out", str(tmp_path / "s.png"), "--device", "cpu")
     assert refused.code == 2 and "post-hoc sampler" in refused.err
+
+
+def test_a_fitted_sampler_gives_a_deterministic_autoencoder_samples(tmp_path, cli):
+    run = tmp_path / "rae"
+    assert cli("train", "rae", "--dataset", "synthetic", "--max-steps", "4", "--out", str(run),
+               "--device", "cpu").code == 0
+    fitted = cli("fit-sampler", str(run), "--sampler", "gmm", "-o", "components=3", "--device", "cpu")
+    assert fitted.code == 0, fitted.err
+    drawn = cli("sample", str(run), "--sampler", "gmm", "--n", "9", "--out", str(tmp_path / "g.png"), "--device", "cpu")
+    assert drawn.code == 0, drawn.err
+    from PIL import Image
+
+    assert Image.open(tmp_path / "g.png").size[0] > 3 * 32  # a 3x3 grid of 32x32 images

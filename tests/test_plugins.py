@@ -212,6 +212,10 @@ class EveryHook:
         register("t-obj", "m:O")
 
     @hookimpl
+    def register_samplers(self, register):
+        register("t-sampler", "m:Q")
+
+    @hookimpl
     def register_datasets(self, register):
         register("t-data", "m:load")
 
@@ -233,6 +237,7 @@ def test_each_hook_registers_its_kind():
     assert info.error is None
     assert sorted(kind for kind, _ in info.registered) == sorted(HOOK_KINDS.values())
     short = {"structure": "struct", "encoder": "enc", "decoder": "dec", "likelihood": "lik", "prior": "prior",
-             "divergence": "div", "objective": "obj", "dataset": "data", "tracker": "track", "variant": "var"}
+             "divergence": "div", "objective": "obj", "sampler": "sampler", "dataset": "data", "tracker": "track",
+             "variant": "var"}
     for kind in HOOK_KINDS.values():
         assert registry.names(kind) == [f"t-{short[kind]}"]

@@ -61,11 +61,17 @@ def test_stop_requests_catch_sigterm_once_then_give_way():
     assert signal.getsignal(signal.SIGTERM) is before
 
 
-def test_kill_between_metrics_and_checkpoint_redoes_the_epoch_once(small_run, tmp_path, cli):
-    run = Path(shutil.copytree(small_run, tmp_path / "run"))
-    # the state a SIGKILL leaves after epoch 2's metrics but mid-way through its checkpoint
+def killed_after_last_metrics(finished: Path, copy: Path) -> Path:
+    """A copy of a finished two-epoch run in the state a SIGKILL leaves after epoch 2's metrics but
+    mid-way through its checkpoint."""
+    run = Path(shutil.copytree(finished, copy))
     (run / "checkpoints" / "epoch-0002.safetensors").rename(run / "checkpoints" / ".epoch-0002.safetensors.tmp")
     (run / "model.safetensors").unlink()
+    return run
+
+
+def test_kill_between_metrics_and_checkpoint_redoes_the_epoch_once(small_run, tmp_path, cli):
+    run = killed_after_last_metrics(small_run, tmp_path / "run")
     result = cli("train", "--resume", str(run), "--device", "cpu")
     assert result.code == 0, result.err
     assert "epoch-0001.safetensors: 1 epochs and 2 steps done" in result.err

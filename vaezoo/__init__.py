@@ -2,7 +2,7 @@
 
 Importing the package is cheap (no torch): plugins need only `hookimpl`. The Python API
 (`vaezoo.train`, `train_from_config`, `resume_training`, `evaluate`, `export`, `sample`,
-`load`, `push`) and `vaezoo.registry` resolve on first use.
+`fit_sampler`, `load`, `push`) and `vaezoo.registry` resolve on first use.
 """
 
 import importlib
@@ -14,7 +14,8 @@ from vaezoo._version import __version__
 #: Decorate plugin functions named after the hooks in vaezoo.hookspecs.
 hookimpl = pluggy.HookimplMarker("vaezoo")
 
-_API = ("train", "train_from_config", "resume_training", "evaluate", "export", "sample", "load", "push")
+_API = ("train", "train_from_config", "resume_training", "evaluate", "export", "sample", "fit_sampler", "load",
+        "push")
 
 __all__ = ["__version__", "hookimpl", "registry", *_API]
 

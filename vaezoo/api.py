@@ -1,4 +1,5 @@
-"""The public Python API, mirroring the CLI: train (and resume_training), evaluate, export, sample and load.
+"""The public Python API, mirroring the CLI: train (and resume_training), evaluate, export, sample,
+fit_sampler and load.
 
 Importing this module is cheap: torch is imported only when a function runs, so the CLI can
 read the defaults below without it, and `vaezoo.load` & co. resolve lazily.
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
 
     from vaezoo.hparams import HParams
+    from vaezoo.model.samplers import Sampler
     from vaezoo.storage.loading import Artifact
     from vaezoo.variant import VariantSpec
 
@@ -31,6 +33,7 @@ DEFAULT_IMPORTANCE_SAMPLES = 40
 DEFAULT_EVAL_BATCH_SIZE = 500
 EVAL_FILE = EVAL
 SAMPLE_MODES = ("prior", "reconstruct", "traverse")
+DEFAULT_SAMPLER = "prior"  # the model's own prior: what `vaezoo sample` drew before post-hoc samplers
 DEFAULT_PICTURES = {"prior": "samples.png", "reconstruct": "reconstructions.png", "traverse": "traversals.png"}
 
 
@@ -169,8 +172,9 @@ def push(path: str | Path, repo_id: str, *, private: bool = False, message: str 
 
 def sample(path: str | Path, out: str | Path | None = None, *, mode: str = "prior", n: int = 64, seed: int = 0,
            split: str = "test", data_dir: str | Path | None = None, device: str = "auto",
-           overwrite: bool = False) -> Path:
-    """A PNG grid: prior samples, test images with their reconstructions, or latent traversals."""
+           overwrite: bool = False, sampler: str = DEFAULT_SAMPLER) -> Path:
+    """A PNG grid: samples (from the model's prior, or from a fitted post-hoc `sampler`), test images
+    with their reconstructions, or latent traversals."""
     import torch
 
     from vaezoo.evaluation import pictures
@@ -179,6 +183,8 @@ def sample(path: str | Path, out: str | Path | None = None, *, mode: str = "prio
         raise UsageError(f"sample mode '{mode}' is not one of {', '.join(SAMPLE_MODES)}")
     if n < 1:
         raise UsageError(f"the number of images must be at least 1, got {n}")
+    if sampler != DEFAULT_SAMPLER and mode != "prior":
+        raise UsageError("--sampler chooses where samples come from; it does not apply to --reconstruct or --traverse")
     destination = Path(out) if out is not None else Path(DEFAULT_PICTURES[mode])
     if destination.suffix.lower() != ".png":
         raise UsageError(f"--out {destination} must end in .png")
@@ -186,10 +192,11 @@ def sample(path: str | Path, out: str | Path | None = None, *, mode: str = "prio
     registry = get_registry()
     artifact = _open(path, device, registry)
     model = artifact.vae()
+    drawer = _sampler(artifact, sampler, registry) if mode == "prior" else None
     torch.manual_seed(seed)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    if mode == "prior":
-        pictures.samples(model, destination, n)
+    if drawer is not None:
+        pictures.samples(model, destination, n, lambda count: drawer.images(model, count))
         return destination
     images = _images(artifact, split, data_dir, registry)[:n].to(next(model.parameters()).device)
     if mode == "reconstruct":
@@ -197,6 +204,61 @@ def sample(path: str | Path, out: str | Path | None = None, *, mode: str = "prio
     else:
         pictures.traversals(model, images[0], destination)
     return destination
+
+
+def fit_sampler(path: str | Path, sampler: str, *, hparams: Mapping[str, Any] | None = None,
+                options: Iterable[str] = (), seed: int = 0, batch_size: int = DEFAULT_EVAL_BATCH_SIZE,
+                data_dir: str | Path | None = None, device: str = "auto", overwrite: bool = False) -> dict[str, Any]:
+    """Fit the post-hoc `sampler` to the codes of the model's training set and save it beside the model.
+
+    `hparams` / `options` ("key=value") set the sampler's own hyperparameters. Returns the mean
+    log-density of the training and test codes under the fitted sampler, and where it was saved.
+    """
+    import torch
+
+    from vaezoo.model.samplers import build_sampler, check_sampler, flat_codes, sampler_schema
+    from vaezoo.storage.samplers import sampler_file, save_sampler
+
+    if batch_size < 1:
+        raise UsageError(f"batch size must be at least 1, got {batch_size}")
+    registry = get_registry()
+    hp = sampler_schema(registry, sampler).resolve(hparams, texts=options)
+    kind = registry.load("sampler", sampler)
+    if not getattr(kind, "fits", True):
+        raise UsageError(f"sampler '{sampler}' draws from the model itself: there is nothing to fit")
+    artifact = _open(path, device, registry)
+    model = artifact.vae()
+    check_sampler(sampler, kind, model)
+    destination = sampler_file(artifact, sampler)
+    refuse_overwrite(destination, overwrite)
+    device_of_model = next(model.parameters()).device
+    train_images = _images(artifact, "train", data_dir, registry).to(device_of_model)
+    test_images = _images(artifact, "test", data_dir, registry).to(device_of_model)
+    started = time.perf_counter()
+    codes = flat_codes(model, train_images, batch_size)
+    with torch.random.fork_rng(devices=[device_of_model] if device_of_model.type == "cuda" else []):
+        torch.manual_seed(seed)
+        fitted = build_sampler(registry, sampler, hp, artifact.input_shape, codes.shape[1]).to(device_of_model)
+        fitted.fit(codes)
+    fitted.eval()
+    with torch.no_grad():
+        fit = {"codes": codes.shape[0], "seed": seed, "seconds": time.perf_counter() - started,
+               "train_log_prob": float(fitted.log_prob(codes).mean()),
+               "test_log_prob": float(fitted.log_prob(flat_codes(model, test_images, batch_size)).mean())}
+    save_sampler(destination, sampler, fitted, hp.to_dict(), codes.shape[1], artifact, fit)
+    return {"sampler": sampler, "hparams": hp.to_dict(), **fit, "saved_to": str(destination)}
+
+
+def _sampler(artifact: Artifact, name: str, registry: Registry) -> Sampler:
+    """The sampler `name` ready to draw for the artifact's model: fitted ones are read from their file."""
+    from vaezoo.model.samplers import build_sampler, check_sampler
+    from vaezoo.storage.samplers import load_sampler
+
+    kind = registry.load("sampler", name)
+    check_sampler(name, kind, artifact.vae())
+    if getattr(kind, "fits", True):
+        return load_sampler(artifact, name, registry)[0]
+    return build_sampler(registry, name, {}, artifact.input_shape)
 
 
 def _train(spec: VariantSpec, hp: HParams, dataset_name: str, seed: int, max_steps: int | None,

@@ -40,7 +40,7 @@ def check_plugins(registry: Registry) -> list[Problem]:
             close = difflib.get_close_matches(hook, HOOK_KINDS, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
             problems.append(Problem(f"plugin '{info.name}'", f"function {hook} matches no hook and is ignored{hint}"))
-    for kind in (*PART_KINDS, "dataset"):
+    for kind in (*PART_KINDS, "sampler", "dataset"):
         for entry in registry.entries(kind):
             try:
                 entry.load()

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vaezoo import __version__
-from vaezoo.api import DEFAULT_EVAL_BATCH_SIZE, DEFAULT_IMPORTANCE_SAMPLES
+from vaezoo.api import DEFAULT_EVAL_BATCH_SIZE, DEFAULT_IMPORTANCE_SAMPLES, DEFAULT_SAMPLER
 from vaezoo.errors import UsageError, VaezooError
 from vaezoo.explore.server import DEFAULT_HOST, DEFAULT_PORT
 from vaezoo.registry import KINDS, get_registry
@@ -372,18 +372,21 @@ def sample_command(
                                             "reconstructions.png or traversals.png)."),
     reconstruct: bool = typer.Option(False, "--reconstruct", help="Test images and their reconstructions."),
     traverse: bool = typer.Option(False, "--traverse", help="Each latent dimension swept around a test image's code."),
-    seed: int = typer.Option(0, "--seed", help="Seed for the prior samples."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the samples."),
+    sampler: str = typer.Option(DEFAULT_SAMPLER, "--sampler", help="Where samples come from: the model's prior, "
+                                "or a post-hoc sampler fitted with `vaezoo fit-sampler` (gmm, maf, iaf, ...)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing picture."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where the dataset files are ($VAEZOO_DATA)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
 ) -> None:
-    """Draw a PNG grid: prior samples, reconstructions or latent traversals."""
+    """Draw a PNG grid: samples (prior or a fitted sampler), reconstructions or latent traversals."""
     if reconstruct and traverse:
         raise UsageError("choose one of --reconstruct and --traverse")
     from vaezoo.api import sample
 
     mode = "reconstruct" if reconstruct else "traverse" if traverse else "prior"
-    written = sample(source, out_file, mode=mode, n=n, seed=seed, data_dir=data_dir, device=device, overwrite=overwrite)
+    written = sample(source, out_file, mode=mode, n=n, seed=seed, data_dir=data_dir, device=device, overwrite=overwrite,
+                     sampler=sampler)
     out.print(f"wrote {written}", highlight=False)
 
 
@@ -437,6 +440,28 @@ def push_command(
 
     url = push(source, repo_id, private=private, message=message)
     out.print(f"pushed to {url}; load it with vaezoo.load(\"hf://{repo_id}\")", highlight=False)
+
+
+@app.command("fit-sampler")
+def fit_sampler_command(
+    source: Path = typer.Argument(..., metavar="RUN_OR_FILE", help=SOURCE_HELP),
+    sampler: str = typer.Option(..., "--sampler", help="A registered sampler (`vaezoo list --parts`): gmm, maf, iaf."),
+    option: List[str] = typer.Option([], "-o", "--option", help="A hyperparameter of the sampler as key=value "
+                                     "(see docs/zoo.md, 'Post-hoc samplers')."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the sampler's initialisation and fitting."),
+    batch_size: int = typer.Option(DEFAULT_EVAL_BATCH_SIZE, "--batch-size", help="Images per batch when encoding."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a sampler fitted before."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where the dataset files are ($VAEZOO_DATA)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+) -> None:
+    """Fit a post-hoc sampler to the training set's codes and save it beside the model (for `sample --sampler`)."""
+    from vaezoo.api import fit_sampler
+
+    r = fit_sampler(source, sampler, options=option, seed=seed, batch_size=batch_size, data_dir=data_dir,
+                    device=device, overwrite=overwrite)
+    out.print(f"fitted {r['sampler']} to {r['codes']:,} training codes in {r['seconds']:.1f} s: mean log-density "
+              f"{r['train_log_prob']:.3f} (train), {r['test_log_prob']:.3f} (test codes) nats; wrote {r['saved_to']}",
+              highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -56,6 +56,12 @@ def register_objectives(register):
 
 
 @hookspec
+def register_samplers(register):
+    """Post-hoc samplers: distributions over a trained model's flat codes, fitted after training
+    (see vaezoo.model.samplers.Sampler)."""
+
+
+@hookspec
 def register_datasets(register):
     """Datasets: a loader returning vaezoo.data.ImageData."""
 

@@ -40,6 +40,7 @@ HOOK_KINDS = {
     "register_priors": "prior",
     "register_divergences": "divergence",
     "register_objectives": "objective",
+    "register_samplers": "sampler",
     "register_datasets": "dataset",
     "register_trackers": "tracker",
     "register_variants": "variant",

@@ -6,7 +6,7 @@ to traverse, no prior to sample) is left out with a note rather than drawn wrong
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -34,8 +34,9 @@ def reconstruction_grid(model: Structure, images: Tensor, n: int = 32, per_row: 
 
 
 @torch.no_grad()
-def sample_grid(model: Structure, n: int = 64) -> Tensor:
-    return make_grid(model.sample(n), nrow=int(n**0.5) or 1, pad_value=1.0)
+def sample_grid(model: Structure, n: int = 64, draw: Callable[[int], Tensor] | None = None) -> Tensor:
+    """n samples in a square grid: from the model's prior, or from `draw(n)` (a fitted sampler's images)."""
+    return make_grid((draw or model.sample)(n), nrow=int(n**0.5) or 1, pad_value=1.0)
 
 
 @torch.no_grad()
@@ -55,8 +56,9 @@ def reconstructions(model: Structure, images: Tensor, path: Path | BinaryIO, n: 
     save_image(reconstruction_grid(model, images, n, per_row), path, format="png")
 
 
-def samples(model: Structure, path: Path | BinaryIO, n: int = 64) -> None:
-    save_image(sample_grid(model, n), path, format="png")
+def samples(model: Structure, path: Path | BinaryIO, n: int = 64, draw: Callable[[int], Tensor] | None = None) -> None:
+    """The sample grid as a PNG file (or into an open stream)."""
+    save_image(sample_grid(model, n, draw), path, format="png")
 
 
 def epoch_pictures(model: Structure, test_images: Tensor, seed: int = 0) -> dict[str, np.ndarray]:

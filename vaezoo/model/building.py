@@ -37,7 +37,7 @@ def build_model(spec: VariantSpec, hp: HParams | Mapping, input_shape: tuple[int
     model.recipe = recipe
     model.hp = hp
     for kind, part in ctx.built.items():
-        _check_needs(f"{kind} '{recipe.parts[kind]}'", type(part), model)
+        check_needs(f"{kind} '{recipe.parts[kind]}'", type(part), model)
     return model
 
 
@@ -45,7 +45,7 @@ def build_objective(model: Structure, registry: Registry, dataset_size: int | No
     """The objective of `model`'s recipe; it sees the model's parts and the training-set size."""
     recipe = model.recipe
     factory = registry.load("objective", recipe.parts["objective"])
-    _check_needs(f"objective '{recipe.parts['objective']}'", factory, model)
+    check_needs(f"objective '{recipe.parts['objective']}'", factory, model)
     ctx = BuildContext(model.hp, model.input_shape, dict(model.named_children()), dataset_size=dataset_size,
                        parts=recipe.parts, registry=registry)
     ctx.built["model"] = model
@@ -65,7 +65,8 @@ def penalised_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in trainable_parameters(model) if id(p) not in exempt]
 
 
-def _check_needs(what: str, part: object, model: Structure) -> None:
+def check_needs(what: str, part: object, model: Structure) -> None:
+    """Refuse, with one line, a part (or sampler) whose `needs` the model's capabilities lack."""
     missing = sorted(set(getattr(part, "needs", ())) - set(model.capabilities))
     if missing:
         structure = model.recipe.parts["structure"]

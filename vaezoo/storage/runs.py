@@ -1,5 +1,5 @@
 """The run folder: config.json, metrics.jsonl / metrics.csv, checkpoints/, model.safetensors, pictures
-(and parent.safetensors for a second-stage model).
+(and parent.safetensors for a second-stage model, sampler-NAME.safetensors for fitted samplers).
 
 Every file is written to a temporary name and renamed into place, so a crash never leaves a
 half-written file under a real name.
@@ -27,6 +27,7 @@ EVAL = "eval.json"  # `vaezoo evaluate` results beside a model
 CHECKPOINTS = "checkpoints"
 TRACKING = "tracking.json"  # which tracked run (MLflow, W&B...) this run continues on resume
 TENSORBOARD = "tensorboard"  # the TensorBoard tracker's event files
+SAMPLER_FILE = "sampler-{}.safetensors"  # a post-hoc sampler fitted to the run's model (vaezoo fit-sampler)
 TEMPORARY_GLOB = ".*.tmp"  # what atomic_write_bytes leaves behind when killed mid-write
 
 
@@ -130,8 +131,8 @@ class RunDir:
         """
         for name in (CONFIG, METRICS_JSONL, METRICS_CSV, MODEL, PARENT, TRACKING):
             (self.path / name).unlink(missing_ok=True)
-        for file in [*self.path.glob("*.png"), *self.checkpoints.glob("*.safetensors"),
-                     *(self.path / TENSORBOARD).glob("events.out.tfevents.*")]:
+        for file in [*self.path.glob("*.png"), *self.path.glob(SAMPLER_FILE.format("*")),
+                     *self.checkpoints.glob("*.safetensors"), *(self.path / TENSORBOARD).glob("events.out.tfevents.*")]:
             file.unlink()
         self.remove_temporaries()
 

@@ -46,8 +46,12 @@ class ConvEncoder32(nn.Module):
         self.to(memory_format=LAYOUT)
 
     def forward(self, x: Tensor) -> DiagonalGaussian:
-        h = self.trunk(x)
-        return DiagonalGaussian(self.mu(h), self.logvar(h))
+        return self.posterior(self.trunk(x))
+
+    def posterior(self, features: Tensor) -> DiagonalGaussian:
+        """q(z|x) from the trunk's features [B, F]; wrappers that also use the features (an IAF
+        posterior's context) call trunk and posterior themselves."""
+        return DiagonalGaussian(self.mu(features), self.logvar(features))
 
 
 class ConvDecoder32(nn.Module):
