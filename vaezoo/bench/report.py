@@ -29,6 +29,8 @@ COLUMNS: dict[str, Callable[[dict[str, Any]], float | None]] = {
     "recall": lambda r: r.get("quality", {}).get("recall"),
     "train min": lambda r: r["train_seconds"] / 60,
 }
+#: a structure's own measures (codebook perplexity and usage, ...), shown as name = value
+OWN = "own measures"
 
 
 def cells(out: Path) -> list[dict[str, Any]]:
@@ -75,15 +77,16 @@ def write_report(out: Path, protocol: Protocol, destination: Path, *, hardware: 
     ]
     for dataset, variants in by_dataset.items():
         lines += [f"## {dataset} (`{protocol.datasets.get(dataset, dataset)}`)", "",
-                  "| variant | " + " | ".join(COLUMNS) + " | published -log p(x) (784) |",
-                  "|---|" + "---|" * (len(COLUMNS) + 1)]
+                  "| variant | " + " | ".join(COLUMNS) + f" | {OWN} | published -log p(x) (784) |",
+                  "|---|" + "---|" * (len(COLUMNS) + 2)]
         for variant, runs in sorted(variants.items()):
             finished = [r for r in runs if "refused" not in r]
             if not finished:
-                lines.append(f"| `{variant}` | refused: {runs[0]['refused']} |" + " |" * len(COLUMNS))
+                lines.append(f"| `{variant}` | refused: {runs[0]['refused']} |" + " |" * (len(COLUMNS) + 1))
                 continue
             cells_text = [summary(read(r) for r in finished) for read in COLUMNS.values()]
-            lines.append(f"| `{variant}` | " + " | ".join(cells_text) + f" | {_published(variant, dataset)} |")
+            lines.append(f"| `{variant}` | " + " | ".join(cells_text) + f" | {_own(finished)} | "
+                         f"{_published(variant, dataset)} |")
         lines += ["", *_orderings(variants), ""]
     lines += ["## Sources", "", *{f"- {p.source}" for p in PUBLISHED}, "", "## Every run", "",
               "| dataset | variant | seed | run folder | weights | command |", "|---|---|---|---|---|---|"]
@@ -95,6 +98,13 @@ def write_report(out: Path, protocol: Protocol, destination: Path, *, hardware: 
     destination.parent.mkdir(parents=True, exist_ok=True)
     destination.write_text(text)
     return text
+
+
+def _own(runs: list[dict[str, Any]]) -> str:
+    """The structure's own measures, each summarised over seeds: 'perplexity 412.3 ± 5.1, usage 0.81'."""
+    names = sorted({name for r in runs for name in r["evaluation"].get("structure_measures", {})})
+    return ", ".join(f"{name.replace('_', ' ')} {summary(r['evaluation'].get('structure_measures', {}).get(name) for r in runs)}"
+                     for name in names) or "-"
 
 
 def _overrides(protocol: Protocol) -> str:
