@@ -30,6 +30,9 @@ CAPABILITIES = {
                           "encoder that returns one says so with the class attribute gaussian_posterior = True",
     "flat-code": "representation(x) gives one code vector per image (traversals, metrics, active units)",
     "prior-samples": "the prior over the latent can be sampled: sample(n) draws real samples",
+    "discrete-codes": "the one latent group's sample is an integer grid of codes [B, *code_shape] in "
+                      "range(num_codes), and decode_codes(codes) gives the images of such a grid: what a prior "
+                      "stage over the codes trains on and samples through",
 }
 
 @dataclass
