@@ -308,7 +308,12 @@ def test_evaluate_on_real_fashion_mnist(exported, tmp_path):
     assert result["nll"] == pytest.approx(result["neg_elbo"], rel=0.01)
 
 
-@pytest.mark.parametrize("variant", sorted(vaezoo.registry.get_registry().names("variant")))
+#: Second stages build only on a finished parent run; their plugins' tests round-trip them (test_vq_vae_stages).
+FIRST_STAGES = sorted(name for name in vaezoo.registry.get_registry().names("variant")
+                      if not vaezoo.registry.get_registry().variant(name).parent_needs)
+
+
+@pytest.mark.parametrize("variant", FIRST_STAGES)
 def test_every_variant_rebuilds_from_its_metadata_alone(variant, tmp_path):
     """Weights written with a variant's metadata come back as the same model: same tensors, same outputs."""
     from vaezoo.model import build_model

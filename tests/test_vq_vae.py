@@ -28,6 +28,7 @@ def codebook(vectors, *, ema=False, decay=0.9, epsilon=0.5, restart_after=0, com
         book.vectors.copy_(vectors)
         if ema:
             book.ema_sum.copy_(vectors)  # one pseudo-observation of each starting vector
+        book.idle_steps.zero_()  # as if every code had just been used
     return book
 
 
@@ -139,6 +140,15 @@ def test_a_code_unused_for_restart_after_batches_restarts_on_an_encoder_output(e
     assert float(book(as_grid(batches[3])).stats["codes_restarted"]) == 0.0
 
 
+def test_the_first_training_batch_places_a_fresh_codebook_on_its_encoder_outputs():
+    book = Codebook(5, 2, commitment=0.25, ema=False, decay=0.9, epsilon=1e-5, restart_after=10).train()
+    rows = torch.randn(7, 2)
+    quantised = book(as_grid(rows))
+    assert float(quantised.stats["codes_restarted"]) == 5
+    assert all(any(torch.equal(vector, row) for row in rows) for vector in book.vectors)
+    assert len({tuple(v.tolist()) for v in book.vectors}) == 5  # distinct positions
+
+
 def test_perplexity_and_usage_against_a_hand_count():
     book = codebook([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [9.0, 9.0]]).eval()
     rows = [[0.1, 0.0]] * 3 + [[1.0, 0.1]] * 2 + [[0.0, 0.9]]  # codes 0, 0, 0, 1, 1, 2
@@ -241,7 +251,7 @@ def _sharp_binary_net() -> GatedPixelCNN:
 def test_the_likelihood_of_all_2x2_binary_grids_sums_to_one():
     net = _sharp_binary_net()
     grids = torch.tensor(list(itertools.product([0, 1], repeat=4))).view(16, 2, 2)
-    probabilities = net.log_prob(grids).exp()
+    probabilities = net.log_prob(grids).exp().detach()
     assert float(probabilities.sum()) == pytest.approx(1.0, abs=1e-6)
     assert float(probabilities.max()) > 2 / 16  # not the uniform distribution
 

@@ -26,7 +26,7 @@ CODEBOOK_PARAMS = (
     Param("ema_decay", "float", 0.99, "decay of the moving averages (with ema)", low=0.0, high=1.0, low_exclusive=True),
     Param("ema_epsilon", "float", 1e-5, "Laplace smoothing of the moving code counts (with ema)", low=0.0,
           low_exclusive=True),
-    Param("restart_after", "int", 100, "restart a code no position chose in this many training batches (0: never)",
+    Param("restart_after", "int", 10, "restart a code no position chose in this many training batches (0: never)",
           low=0),
 )
 
@@ -38,7 +38,7 @@ def register_structures(register):
              "commitment losses; KL = positions * log K", params=CODEBOOK_PARAMS)
     register("code-pixelcnn", f"{_HERE}.prior:CodePrior",
              "a gated PixelCNN prior over a finished model's code grids; samples decode through it",
-             params=(Param("prior_channels", "int", 64, "channels of the PixelCNN's stacks", low=1),
+             params=(Param("prior_channels", "int", 32, "channels of the PixelCNN's stacks", low=1),
                      Param("prior_layers", "int", 5, "gated layers (five cover an 8x8 code grid)", low=1)))
 
 

@@ -60,7 +60,9 @@ class Codebook(nn.Module):
     `restart_after` training batches chose is re-initialised to the encoder output at a random
     position of the current batch (distinct positions, drawn uniformly without replacement, before
     the batch is quantised); with EMA its averages restart as one observation of that vector. The
-    optimiser state of a restarted vector (no EMA) is kept.
+    optimiser state of a restarted vector (no EMA) is kept. Every code starts idle, so the first
+    training batch places the whole codebook on its encoder outputs (a data-dependent start; the
+    initial vectors, uniform in +-1/K, matter only with restarts off).
     """
 
     def __init__(self, size: int, dim: int, *, commitment: float, ema: bool, decay: float, epsilon: float,
@@ -76,7 +78,8 @@ class Codebook(nn.Module):
             self.register_buffer("ema_sum", vectors.clone())
         else:
             self.vectors = nn.Parameter(vectors)
-        self.register_buffer("idle_steps", torch.zeros(size, dtype=torch.int64))
+        # Every code starts idle: the first training batch restarts them all onto its encoder outputs.
+        self.register_buffer("idle_steps", torch.full((size,), restart_after, dtype=torch.int64))
 
     @torch.no_grad()
     def nearest(self, flat: Tensor) -> Tensor:
