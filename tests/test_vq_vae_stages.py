@@ -154,3 +154,30 @@ def test_both_stages_train_200_steps_on_fashion_mnist(tmp_path, cli):
     assert all(math.isfinite(v) for v in parent["train"].values())
     # the prior has learnt something about the codes: fewer nats than the uniform prior's log K per position
     assert record["test"]["kl"] < parent["test"]["kl"] and record["test"]["recon"] == parent["test"]["recon"]
+
+
+@pytest.mark.slow
+def test_processes_under_torchrun_keep_one_codebook(tmp_path):
+    """EMA statistics are summed over the processes (a step equals one on the union batch) and restarts
+    take rank 0's encoder outputs, so every process holds the same codebook."""
+    from safetensors.torch import load_file
+
+    from .distributed_codebook_step import codebook, grid, union_batches
+    from .test_distributed import torchrun
+
+    script = Path(__file__).with_name("distributed_codebook_step.py")
+    with torchrun(tmp_path, str(script), str(tmp_path), module=False) as proc:
+        code = proc.wait(300)
+    assert code == 0, Path(f"{proc.logs}.err").read_text()
+    states = {name: [load_file(tmp_path / f"{name}-{rank}.safetensors") for rank in range(2)]
+              for name in ("ema", "restarts")}
+    for name, (rank0, rank1) in states.items():
+        assert all(torch.equal(rank0[key], rank1[key]) for key in rank0), name
+    alone = codebook(restart_after=0)
+    _, batches = union_batches()
+    for batch in batches:
+        alone(grid(batch))
+    for key, value in alone.state_dict().items():
+        torch.testing.assert_close(states["ema"][0][key], value, rtol=1e-5, atol=1e-6, msg=key)
+    # each process drew other positions of other rows: equal codebooks mean rank 0's restarts were taken
+    assert not torch.equal(states["restarts"][0]["vectors"], states["ema"][0]["vectors"])
