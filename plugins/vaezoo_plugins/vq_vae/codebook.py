@@ -52,9 +52,9 @@ class Codebook(nn.Module):
         N_k <- decay N_k + (1 - decay) n_k,   m_k <- decay m_k + (1 - decay) sum_{i: code i = k} z_e,i,
         e_k = m_k / N~_k,   N~_k = (N_k + eps) / (sum_j N_j + K eps) * sum_j N_j.
     The averages start as one pseudo-observation of each initial vector (N_k = 1, m_k = e_k), so an
-    unused code keeps its place until it is restarted: starting from N = 0 with m = e, as Sonnet 1
-    does, divides an unused code by about eps and throws it far away; Sonnet 2's debiased zero start
-    collapses it onto the origin. Without `ema` the vectors are parameters trained by the codebook loss.
+    unused code keeps its place until it is restarted: Sonnet's zero-debiased averages send an unused
+    code to the origin, and the common PyTorch ports (N = 0 and m = e, not debiased) divide it by
+    about eps, far out of reach. Without `ema` the vectors are parameters trained by the codebook loss.
 
     Dead-code restarts (`restart_after` > 0): a code that no grid position of the last
     `restart_after` training batches chose is re-initialised to the encoder output at a random
