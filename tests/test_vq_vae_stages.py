@@ -6,17 +6,15 @@ from __future__ import annotations
 import json
 import math
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
 
 import vaezoo
 
 from .conftest import REAL_DATA
+from .test_export import OUTPUTS, outputs_fresh_and_here
 from .test_resume import _start, _when, assert_same_results
 
 #: Small widths, EMA and early restarts (so buffers and the random draws of restarts are exercised);
@@ -85,41 +83,15 @@ def test_the_prior_stage_is_a_true_bound_and_draws_real_samples(stages, tmp_path
             words=("needs a parent model with discrete-codes",))
 
 
-#: Seeded outputs of the model at argv[1], saved to argv[2]; samples only where the model has them.
-OUTPUTS = """
-import sys, torch, vaezoo
-from safetensors.torch import save_file
-from vaezoo_plugins.datasets.synthetic import load_synthetic
-model = vaezoo.load(sys.argv[1])
-x = load_synthetic().test[:16].float() / 255
-torch.manual_seed(7)
-with torch.no_grad():
-    p = model(x)
-    out = {"codes": p.groups[0].sample, "recon": p.recon, "kl": p.kl, "mean": model.reconstruct(x)}
-    if "prior-samples" in model.capabilities:
-        out["samples"] = model.sample(4)
-save_file(out, sys.argv[2])
-"""
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", [0, 1], ids=["vq-vae", "vq-vae-prior"])
 def test_export_loads_in_a_fresh_process_with_equal_outputs(stages, stage, tmp_path):
     run = stages[stage]
     exported = vaezoo.export(run, tmp_path / "model.safetensors")
-    fresh = subprocess.run([sys.executable, "-c", OUTPUTS, str(exported), str(tmp_path / "fresh.safetensors")],
-                           capture_output=True, text=True, timeout=300)
-    assert fresh.returncode == 0, fresh.stderr
-    saved = sys.argv
-    try:
-        sys.argv = ["-", str(run), str(tmp_path / "here.safetensors")]
-        exec(OUTPUTS, {})
-    finally:
-        sys.argv = saved
-    with safe_open(tmp_path / "fresh.safetensors", "pt") as a, safe_open(tmp_path / "here.safetensors", "pt") as b:
-        assert sorted(a.keys()) == sorted(b.keys()) and ("samples" in a.keys()) == (stage == 1)
-        for key in a.keys():
-            assert torch.equal(a.get_tensor(key), b.get_tensor(key)), key
+    fresh, here = outputs_fresh_and_here(OUTPUTS, exported, run, tmp_path)
+    assert sorted(fresh) == sorted(here) and ("samples" in fresh) == (stage == 1)
+    for key, value in fresh.items():
+        assert torch.equal(value, here[key]), key
 
 
 @pytest.mark.slow
