@@ -22,7 +22,7 @@ from vaezoo_plugins.vq_vae.pixelcnn import GatedPixelCNN
 class CodePrior(Structure):
     """A PixelCNN prior over the code grids of a parent with "discrete-codes"; the parent stays frozen."""
 
-    capabilities = frozenset({"prior-samples"})
+    capabilities = frozenset({"prior-samples", "elbo"})
 
     def __init__(self, ctx: BuildContext):
         super().__init__()

@@ -31,7 +31,7 @@ class VectorQuantised(Structure):
     and `code_shape` describe it, `decode_codes` decodes one; a prior stage builds on that.
     """
 
-    capabilities = frozenset({"discrete-codes"})
+    capabilities = frozenset({"discrete-codes", "elbo"})
 
     def __init__(self, ctx: BuildContext):
         super().__init__()
