@@ -47,6 +47,8 @@ def test_nearest_code_is_the_brute_force_nearest():
     brute = [min(range(17), key=lambda k: sum((float(p[d]) - float(vectors[k, d])) ** 2 for d in range(5)))
              for p in points]
     assert book.nearest(points).tolist() == brute
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the distances stay in float32
+        assert book.nearest(points).tolist() == brute
     tied = codebook([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # a tie goes to the first code
     assert tied.nearest(torch.tensor([[0.9, 0.1]])).tolist() == [0]
 

@@ -83,9 +83,11 @@ class Codebook(nn.Module):
 
     @torch.no_grad()
     def nearest(self, flat: Tensor) -> Tensor:
-        """[N] the index of the code vector nearest to each row of `flat` [N, D] (the first on a tie)."""
-        vectors = self.vectors.detach()
-        distances = flat.pow(2).sum(1, keepdim=True) - 2.0 * flat @ vectors.T + vectors.pow(2).sum(1)
+        """[N] the index of the code vector nearest to each row of `flat` [N, D] (the first on a tie);
+        in float32 even under autocast, where a half-precision product would blur near ties."""
+        with torch.autocast(flat.device.type, enabled=False):
+            flat, vectors = flat.float(), self.vectors.detach().float()
+            distances = flat.pow(2).sum(1, keepdim=True) - 2.0 * flat @ vectors.T + vectors.pow(2).sum(1)
         return distances.argmin(1)
 
     def lookup(self, codes: Tensor) -> Tensor:
@@ -122,8 +124,11 @@ class Codebook(nn.Module):
     @torch.no_grad()
     def _update(self, flat: Tensor, codes: Tensor, counts: Tensor) -> None:
         """The idle counters and, with EMA, the moving averages and vectors, from one training batch."""
-        counts = counts.to(flat.dtype)
-        sums = F.one_hot(codes, self.size).to(flat.dtype).T @ flat if self.ema else None
+        dtype = self.vectors.dtype
+        counts, sums = counts.to(dtype), None
+        if self.ema:
+            with torch.autocast(flat.device.type, enabled=False):  # the averages keep the codebook's precision
+                sums = F.one_hot(codes, self.size).to(dtype).T @ flat.to(dtype)
         if _distributed():
             dist.all_reduce(counts)
             if sums is not None:
