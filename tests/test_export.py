@@ -10,8 +10,7 @@ import sys
 import pytest
 import torch
 from PIL import Image
-from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 import vaezoo
 from vaezoo.storage import checkpoint
@@ -19,7 +18,8 @@ from vaezoo.storage.runs import MODEL
 
 from .conftest import REAL_DATA
 
-#: Run in this process and in a fresh one: seeded outputs of the model at argv[1], saved to argv[2].
+#: Run in this process and in a fresh one: seeded outputs of the model at argv[1], saved to argv[2]
+#: (any structure: the first group's sample as "z", prior samples where the model has them).
 OUTPUTS = """
 import sys, torch, vaezoo
 from safetensors.torch import save_file
@@ -29,8 +29,10 @@ x = load_synthetic().test[:16].float() / 255
 torch.manual_seed(7)
 with torch.no_grad():
     p = model(x)
-    save_file({"z": p.z, "recon": p.recon, "kl": p.kl, "mean": model.reconstruct(x), "samples": model.sample(4)},
-              sys.argv[2])
+    out = {"z": p.groups[0].sample, "recon": p.recon, "kl": p.kl, "mean": model.reconstruct(x)}
+    if "prior-samples" in model.capabilities:
+        out["samples"] = model.sample(4)
+save_file(out, sys.argv[2])
 """
 
 
@@ -45,22 +47,28 @@ def exported(small_run, tmp_path_factory):
     return vaezoo.export(small_run, tmp_path_factory.mktemp("export") / "model-export.safetensors")
 
 
-@pytest.mark.slow
-def test_round_trip_in_a_fresh_process(small_run, exported, tmp_path):
-    """Train, export, load the file in a fresh interpreter: identical outputs for the same input and seed."""
-    fresh = subprocess.run([sys.executable, "-c", OUTPUTS, str(exported), str(tmp_path / "fresh.safetensors")],
+def outputs_fresh_and_here(script: str, exported, run, tmp_path) -> tuple[dict, dict]:
+    """The tensors `script` (argv: model path, output file) saves for `exported` in a fresh
+    interpreter and for `run` in this one."""
+    fresh = subprocess.run([sys.executable, "-c", script, str(exported), str(tmp_path / "fresh.safetensors")],
                            capture_output=True, text=True, timeout=300)
     assert fresh.returncode == 0, fresh.stderr
     saved = sys.argv
     try:
-        sys.argv = ["-", str(small_run), str(tmp_path / "here.safetensors")]
-        exec(OUTPUTS, {})
+        sys.argv = ["-", str(run), str(tmp_path / "here.safetensors")]
+        exec(script, {})
     finally:
         sys.argv = saved
-    with safe_open(tmp_path / "fresh.safetensors", "pt") as a, safe_open(tmp_path / "here.safetensors", "pt") as b:
-        assert sorted(a.keys()) == ["kl", "mean", "recon", "samples", "z"]
-        for key in a.keys():
-            assert torch.equal(a.get_tensor(key), b.get_tensor(key)), key
+    return load_file(tmp_path / "fresh.safetensors"), load_file(tmp_path / "here.safetensors")
+
+
+@pytest.mark.slow
+def test_round_trip_in_a_fresh_process(small_run, exported, tmp_path):
+    """Train, export, load the file in a fresh interpreter: identical outputs for the same input and seed."""
+    fresh, here = outputs_fresh_and_here(OUTPUTS, exported, small_run, tmp_path)
+    assert sorted(fresh) == ["kl", "mean", "recon", "samples", "z"]
+    for key, value in fresh.items():
+        assert torch.equal(value, here[key]), key
 
 
 def test_export_holds_the_run_weights_and_metadata(small_run, exported):
@@ -308,7 +316,12 @@ def test_evaluate_on_real_fashion_mnist(exported, tmp_path):
     assert result["nll"] == pytest.approx(result["neg_elbo"], rel=0.01)
 
 
-@pytest.mark.parametrize("variant", sorted(vaezoo.registry.get_registry().names("variant")))
+#: Second stages build only on a finished parent run; their plugins' tests round-trip them (test_vq_vae_stages).
+FIRST_STAGES = sorted(name for name in vaezoo.registry.get_registry().names("variant")
+                      if not vaezoo.registry.get_registry().variant(name).parent_needs)
+
+
+@pytest.mark.parametrize("variant", FIRST_STAGES)
 def test_every_variant_rebuilds_from_its_metadata_alone(variant, tmp_path):
     """Weights written with a variant's metadata come back as the same model: same tensors, same outputs."""
     from vaezoo.model import build_model
@@ -331,4 +344,6 @@ def test_every_variant_rebuilds_from_its_metadata_alone(variant, tmp_path):
     expected = model(x)
     torch.manual_seed(1)
     got = loaded(x)
-    assert torch.equal(got.recon, expected.recon) and torch.equal(got.kl, expected.kl)
+    assert torch.equal(got.recon, expected.recon)
+    assert all((a.kl is None and b.kl is None) or torch.equal(a.kl, b.kl)  # a deterministic code has no KL
+               for a, b in zip(got.groups, expected.groups))

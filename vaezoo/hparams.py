@@ -154,11 +154,16 @@ class HParams(Mapping[str, Any]):
         return dict(self._values)
 
 
-def training_params(*, lr: float, batch_size: int, epochs: int, latent_dim: int) -> tuple[Param, ...]:
-    """The parameters every variant shares, with the variant's own defaults."""
-    return (
+def training_params(*, lr: float, batch_size: int, epochs: int, latent_dim: int | None) -> tuple[Param, ...]:
+    """The parameters every variant shares, with the variant's own defaults.
+
+    latent_dim=None leaves it out, for a stage whose latent is its parent's (a prior over its codes).
+    """
+    shared = (
         Param("lr", "float", lr, "Adam learning rate", low=0.0, low_exclusive=True),
         Param("batch_size", "int", batch_size, "images per optimisation step and process (torchrun: global batch = this x processes)", low=1),
         Param("epochs", "int", epochs, "passes over the training set", low=1),
-        Param("latent_dim", "int", latent_dim, "size of the latent code z", low=1),
     )
+    if latent_dim is None:
+        return shared
+    return (*shared, Param("latent_dim", "int", latent_dim, "size of the latent code z", low=1))

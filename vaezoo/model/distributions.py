@@ -109,45 +109,6 @@ def _kl_diagonal_gaussians(q: Distribution, p: Distribution) -> Tensor:
     return mine.kl_per_dim(other).sum(-1)
 
 
-def kl_per_dim(self, other: DiagonalGaussian) -> Tensor:
-        """Closed-form KL(self || other) per latent dimension."""
-        return 0.5 * (
-            other.logvar - self.logvar
-            + (torch.exp(self.logvar) + (self.mu - other.mu) ** 2) * torch.exp(-other.logvar)
-            - 1.0
-        )
-
-
-def as_diagonal_gaussian(d: Distribution) -> DiagonalGaussian | None:
-    """`d` as a DiagonalGaussian when it is one (or an Independent Normal over one dimension), else None."""
-    if isinstance(d, DiagonalGaussian):
-        return d
-    if isinstance(d, Independent) and isinstance(d.base_dist, Normal) and d.reinterpreted_batch_ndims == 1:
-        return DiagonalGaussian(d.base_dist.loc, 2 * torch.log(d.base_dist.scale))
-    return None
-
-
-@register_kl(DiagonalGaussian, DiagonalGaussian)
-def _kl_diagonal_gaussians(q: DiagonalGaussian, p: DiagonalGaussian) -> Tensor:
-    return q.kl_per_dim(p).sum(-1)
-
-
-@register_kl(DiagonalGaussian, Independent)
-def _kl_diagonal_independent(q: DiagonalGaussian, p: Independent) -> Tensor:
-    other = as_diagonal_gaussian(p)
-    if other is None:
-        raise NotImplementedError
-    return q.kl_per_dim(other).sum(-1)
-
-
-@register_kl(Independent, DiagonalGaussian)
-def _kl_independent_diagonal(q: Independent, p: DiagonalGaussian) -> Tensor:
-    mine = as_diagonal_gaussian(q)
-    if mine is None:
-        raise NotImplementedError
-    return mine.kl_per_dim(p).sum(-1)
-
-
 def kl_per_dim(q: Distribution, p: Distribution) -> Tensor | None:
     """KL(q || p) per latent dimension when both are diagonal Gaussians, else None."""
     q_gauss, p_gauss = as_diagonal_gaussian(q), as_diagonal_gaussian(p)

@@ -32,6 +32,9 @@ CAPABILITIES = {
     "prior-samples": "the prior over the latent can be sampled: sample(n) draws real samples",
     "inference-network": "inference_parameters() gives the parameters of q apart from the generative model's",
     "elbo": "every latent group has a KL to its prior, so the ELBO is defined (not so for a deterministic code)",
+    "discrete-codes": "the one latent group's sample is an integer grid of codes [B, *code_shape] in "
+                      "range(num_codes), and decode_codes(codes) gives the images of such a grid: what a prior "
+                      "stage over the codes trains on and samples through",
 }
 
 @dataclass

@@ -26,7 +26,7 @@ def register_variants(register):
         description="Hyperspherical VAE: a von Mises-Fisher posterior and a uniform prior on the sphere",
         parts={**CONV_PARTS, "encoder": "vmf", "prior": "hyperspherical-uniform", "divergence": "analytic-kl"},
         objective="beta-elbo",
-        params=(*(p for p in training_params(lr=1e-4, batch_size=64, epochs=10, latent_dim=10) if p.name != "latent_dim"),
+        params=(*training_params(lr=1e-4, batch_size=64, epochs=10, latent_dim=None),
                 Param("latent_dim", "int", 10, "dimension m of the space whose unit sphere S^(m-1) holds z", low=3),
                 *beta_elbo_params()),
         paper="Davidson, Falorsi, De Cao, Kipf & Tomczak 2018, Hyperspherical Variational Auto-Encoders, UAI "

@@ -18,12 +18,12 @@ CONV_PARTS = {
 CONV_TRAINING = training_params(lr=1e-4, batch_size=64, epochs=10, latent_dim=10)
 
 
-def beta_elbo_params(*, beta: float | None = 1.0) -> tuple[Param, ...]:
-    """Hyperparameters of the beta-ELBO objective with the L2 penalty, for variants that use it.
+def beta_elbo_params(*, beta: float | None = 1.0, l2: float = 0.01) -> tuple[Param, ...]:
+    """Hyperparameters of the beta-ELBO objective with the L2 penalty (default `l2`), for variants that use it.
 
     beta=None leaves beta out, for objectives that weight the KL themselves (BetaELBO's kl_weight).
     """
-    l2 = Param("lambda", "float", 0.01, "weight of the sum of squared parameters added to the loss", low=0.0)
+    l2 = Param("lambda", "float", l2, "weight of the sum of squared parameters added to the loss", low=0.0)
     if beta is None:
         return (l2,)
     return (Param("beta", "float", beta, "weight of the KL term (1 = the ELBO)", low=0.0), l2)

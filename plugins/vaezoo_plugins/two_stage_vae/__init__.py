@@ -18,7 +18,7 @@ def register_variants(register):
         description="Two-stage VAE: a second VAE learns the distribution of a finished VAE's codes",
         parts={}, structure="two-stage", objective="beta-elbo",
         params=(
-            *(p for p in training_params(lr=1e-4, batch_size=64, epochs=10, latent_dim=10) if p.name != "latent_dim"),
+            *training_params(lr=1e-4, batch_size=64, epochs=10, latent_dim=None),
             Param("width", "int", 1024, "units in each hidden layer of the second stage's MLPs", low=1),
             Param("layers", "int", 3, "hidden layers of the second stage's encoder and decoder", low=1),
             Param("beta", "float", 1.0, "weight of the KL term (1 = the ELBO)", low=0.0),
