@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -125,3 +126,23 @@ def test_trains_and_loads_back(name, small_data, tmp_path, one_thread):
     last = checkpoint.read(run.checkpoints / "epoch-0002.safetensors")[0]
     for key, value in model.state_dict().items():
         assert torch.equal(value, last[f"model/{key}"])
+
+
+#: Settings that keep a real-data smoke run of the costliest variants near the others' cost: their
+#: defaults draw 64 samples per image; the rest train with their paper defaults.
+SMOKE = {"ciwae": ["-o", "k=8"], "miwae": ["-o", "m=2", "-o", "k=4"], "piwae": ["-o", "m=2", "-o", "k=4"]}
+REAL_FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REAL_FASHION / "train-images-idx3-ubyte.gz").exists(), reason="FashionMNIST not installed")
+@pytest.mark.parametrize("name", sorted(n for n in get_registry().names("variant")
+                                        if not get_registry().variant(n).parent_needs))
+def test_two_hundred_steps_on_fashion_mnist_are_finite(name, cli, tmp_path, one_thread):
+    """Every first-stage variant with its defaults trains 200 steps on the real data to finite measures."""
+    result = cli("train", name, "--data-dir", str(REAL_FASHION), "--device", "cpu", "--max-steps", "200",
+                 *SMOKE.get(name, []), "--out", str(tmp_path / "run"))
+    assert result.code == 0, result.err
+    record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    values = [v for split in ("train", "test") for v in record[split].values() if isinstance(v, float)]
+    assert values and all(math.isfinite(v) for v in values), record
