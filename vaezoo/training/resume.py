@@ -90,7 +90,7 @@ def stored_run(run: RunDir, registry: Registry, epochs: str | None = None) -> St
             or not isinstance(parts, dict) or not (parent is None or isinstance(parent, dict)):
         raise WeightsError(f"{source} is damaged: hparams, dataset, seed, max_steps, parts or parent has the wrong type")
     try:
-        hp = Recipe.of(spec, registry, parts).schema.resolve({**config["hparams"], **overrides})
+        hp = Recipe.of(spec, registry, parts, config["dataset"]).schema.resolve({**config["hparams"], **overrides})
     except UsageError as exc:
         raise WeightsError(f"{source}: {exc} (was it edited?)") from None
     return StoredRun(spec, hp, config["dataset"], seed, max_steps, parts, parent)
