@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ MEMORY_ENV = "VAEZOO_DATA_MEMORY"
 WORKERS = 4  # gathers in flight: page faults on a cold file wait on the disk, several hide that
 AHEAD = 8  # batches gathered ahead of the one the training step takes
 FAULT_AROUND = 64 * 1024  # bytes the kernel may map around each faulting page (fault_around_bytes)
+T, R = TypeVar("T"), TypeVar("R")
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
 
@@ -165,13 +167,14 @@ class MappedImages:
         return batch.pin_memory().to(self.device, non_blocking=True)
 
 
-def prefetched(fetch: Callable[[Tensor], Tensor], items: Iterable[Tensor], ahead: int = AHEAD) -> Iterator[Tensor]:
-    """fetch(item) for each item, in order, computed by worker threads up to `ahead` items early.
+def prefetched(fetch: Callable[[T], R], items: Iterable[T], ahead: int = AHEAD, workers: int = WORKERS) -> Iterator[R]:
+    """fetch(item) for each item, in order, computed by `workers` threads up to `ahead` items early.
 
-    torch releases the GIL inside the gather, so the page faults of several batches overlap each
-    other and the training step. Closing the iterator early cancels what is not yet started.
+    torch releases the GIL inside the gather (and PIL while decoding), so the page faults of
+    several batches overlap each other and the training step. Closing the iterator early cancels
+    what is not yet started.
     """
-    pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="vaezoo-data")
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vaezoo-data")
     pending: deque[Future] = deque()
     items = iter(items)
     try:
