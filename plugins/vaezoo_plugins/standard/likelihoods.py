@@ -18,7 +18,7 @@ from vaezoo.model.parts import BuildContext
 
 #: Below this |logit| the continuous Bernoulli's normaliser and mean use their Taylor series: the
 #: closed forms cancel catastrophically near lambda = 1/2 (0/0 at exactly 1/2).
-CB_TAYLOR_BELOW = 0.5
+CB_TAYLOR_BELOW = 0.25
 #: The smallest standard deviation a learnt or predicted Gaussian may take (its density is unbounded as sigma -> 0).
 GAUSSIAN_MIN_STD = 1e-3
 LEVELS = 256
@@ -56,7 +56,7 @@ def cb_log_normalizer(logits: Tensor) -> Tensor:
     C = 2 atanh(1 - 2 lambda) / (1 - 2 lambda) = l / tanh(l / 2) in terms of the logit l, an even
     function; for a = |l|: log C = log a - log(1 - e^-a) + log(1 + e^-a), exact and free of clamping
     at any a > 0. Near a = 0 the first two terms cancel, so there log C = log 2 + log(y coth y),
-    y = a / 2, by its series y^2/3 - 7y^4/90 + 62y^6/2835 - 127y^8/18900 (error < 1e-9 below 0.5).
+    y = a / 2, by its series y^2/3 - 7y^4/90 + 62y^6/2835 - 127y^8/18900 (error < 1e-11 below 0.25).
     """
     a = logits.abs()
     small = a < CB_TAYLOR_BELOW
@@ -107,11 +107,9 @@ class GaussianLikelihood(nn.Module):
     def __init__(self, ctx: BuildContext):
         super().__init__()
         self.variance = ctx.hp["gaussian_variance"]
-        std = math.log(ctx.hp["gaussian_std"])
+        self.fixed_log_std = math.log(ctx.hp["gaussian_std"])
         if self.variance == "learnt":
-            self.log_std = nn.Parameter(torch.full(ctx.input_shape, std))
-        else:
-            self.register_buffer("log_std", torch.tensor(std), persistent=False)
+            self.log_std = nn.Parameter(torch.full(ctx.input_shape, self.fixed_log_std))
 
     def decoder_channels(self, data_channels: int) -> int:
         return 2 * data_channels if self.variance == "predicted" else data_channels
@@ -129,7 +127,9 @@ class GaussianLikelihood(nn.Module):
         if self.variance == "predicted":
             mu, log_std = out.chunk(2, dim=-3)
             return mu, log_std
-        return out, self.log_std
+        if self.variance == "learnt":
+            return out, self.log_std
+        return out, torch.tensor(self.fixed_log_std, dtype=out.dtype, device=out.device)
 
 
 class Categorical256Likelihood(nn.Module):
@@ -140,7 +140,6 @@ class Categorical256Likelihood(nn.Module):
 
     def __init__(self, ctx: BuildContext):
         super().__init__()
-        self.register_buffer("levels", torch.arange(LEVELS, dtype=torch.float32) / (LEVELS - 1), persistent=False)
 
     def decoder_channels(self, data_channels: int) -> int:
         return LEVELS * data_channels
@@ -153,4 +152,5 @@ class Categorical256Likelihood(nn.Module):
 
     def mean(self, out: Tensor) -> Tensor:
         probs = torch.softmax(out.unflatten(-3, (-1, LEVELS)), dim=-3)
-        return (probs * self.levels[:, None, None]).sum(-3)
+        levels = torch.arange(LEVELS, dtype=out.dtype, device=out.device) / (LEVELS - 1)
+        return (probs * levels[:, None, None]).sum(-3)
