@@ -5,8 +5,8 @@ to [0, 1] per batch) or a float32 one (any real values, used as they are); vecto
 A split may instead be an *image source*, an object that acts as such a tensor for what the
 training loop and evaluation ask of it (`shape`, `dtype`, `len`, `to(device)`, row slices) and
 yields batches itself: `shuffled_batches(batch_size, generator, skip, part)` and
-`ordered_batches(batch_size)`, with the meanings of the functions below. `vaezoo.streaming.MappedImages`
-(a memory-mapped file larger than memory) and a dynamically binarised split are two.
+`ordered_batches(batch_size)`, with the meanings of the functions below. `vaezoo.streaming.FileImages`
+(a file larger than memory, read batch by batch) and a dynamically binarised split are two.
 """
 
 from __future__ import annotations

@@ -1,25 +1,27 @@
-"""Arrays larger than memory: a file memory-mapped once, each batch gathered from it by a worker thread.
+"""Arrays larger than memory: a file read batch by batch, each batch gathered by a worker thread.
 
 A dataset whose bytes fit in the data memory limit (`memory_limit()`) is read into a tensor;
-one that does not stays on disk as `MappedImages`. Both give the same batches in the same order
-(the shuffle is the same `randperm` over the same rows, the gather the same index into the same
-bytes), so whether a dataset streamed never changes a run's numbers. A streamed batch costs one
-C-level gather (page faults into the page cache) in a background thread, a few batches ahead of
-the training step; the mapped pages the process holds are dropped (`madvise(MADV_DONTNEED)`)
-whenever the gathers could have touched as much as the limit, so the memory a streamed dataset
-takes stays below it however large the file is.
+one that does not stays on disk as `FileImages`. Both give the same batches in the same order
+(the shuffle is the same `randperm` over the same rows, each batch the same rows' bytes), so
+whether a dataset streamed never changes a run's numbers. A streamed batch is read with one
+positioned read (pread) per image, issued from C (`map(os.pread, ...)`, no Python bytecode per
+image), or one per batch when its rows are consecutive, by worker threads a few batches ahead of
+the training step. Only the batches in flight are in memory, however large the file. (A memory
+map would gather with one C-level index instead, but the kernel maps whole page-cache folios into
+the process around every fault: on Linux 6.18 about 450 KB per random 3 KB image, so the process
+would hold most of a file it reads at random.)
 """
 
 from __future__ import annotations
 
 import math
-import mmap
 import os
 import re
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import repeat
 from pathlib import Path
 from typing import TypeVar
 
@@ -31,9 +33,8 @@ from vaezoo.data import as_float, batch_starts
 from vaezoo.errors import DataError
 
 MEMORY_ENV = "VAEZOO_DATA_MEMORY"
-WORKERS = 4  # gathers in flight: page faults on a cold file wait on the disk, several hide that
-AHEAD = 8  # batches gathered ahead of the one the training step takes
-FAULT_AROUND = 64 * 1024  # bytes the kernel may map around each faulting page (fault_around_bytes)
+WORKERS = 4  # reads in flight: on a cold file they wait on the disk, several hide that
+AHEAD = 8  # batches read ahead of the one the training step takes
 T, R = TypeVar("T"), TypeVar("R")
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
@@ -58,46 +59,63 @@ def memory_limit() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
 
 
-class _Mapping:
-    """One mapped file shared by every view of it, and the count of what gathers may have touched."""
+if hasattr(os, "pread"):
+    _pread = os.pread
+else:  # pragma: no cover - platforms without positioned reads: seek and read under a lock
+    _seek_lock = threading.Lock()
 
-    def __init__(self, path: Path, offset: int, dtype: torch.dtype, shape: tuple[int, ...], limit: int):
-        itemsize = torch.empty((), dtype=dtype).element_size()
-        if offset % itemsize:
-            raise DataError(f"{path}: its data starts at byte {offset}, not aligned to its {itemsize}-byte values; "
-                            "re-save it (numpy.save) to stream it")
-        with open(path, "rb") as file:
-            self.mm = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY)  # private: never writes the file
-        count = math.prod(shape)
-        self.tensor = torch.frombuffer(self.mm, dtype=dtype, count=count, offset=offset).view(shape)
-        self.limit, self.touched, self.lock = limit, 0, threading.Lock()
-
-    def gathered(self, images: int, image_bytes: int) -> None:
-        """Count a gather; drop the mapped pages once they could amount to the limit."""
-        with self.lock:
-            self.touched += images * (image_bytes + FAULT_AROUND)
-            if self.touched >= self.limit and hasattr(self.mm, "madvise"):
-                self.mm.madvise(mmap.MADV_DONTNEED)  # unmodified private pages come back from the file
-                self.touched = 0
+    def _pread(fd: int, size: int, offset: int) -> bytes:
+        with _seek_lock:
+            os.lseek(fd, offset, os.SEEK_SET)
+            return os.read(fd, size)
 
 
-class MappedImages:
-    """An image source (see vaezoo.data) over a memory-mapped uint8 or float32 array [N, C, H, W].
+class _File:
+    """An open array file shared by every view of it: rows of `row_shape` values from `offset`."""
 
-    `channels_last`: the file holds [N, H, W, C]. `rows` selects and orders rows (a split of a file);
-    slicing gives a view, an integer index one image as a tensor.
+    def __init__(self, path: Path, offset: int, dtype: torch.dtype, file_shape: tuple[int, ...], channels_last: bool):
+        self.path, self.offset, self.dtype = path, offset, dtype
+        self.count, self.row_shape, self.channels_last = file_shape[0], tuple(file_shape[1:]), channels_last
+        self.row_bytes = math.prod(self.row_shape) * torch.empty((), dtype=dtype).element_size()
+        self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+
+    def __del__(self):
+        if getattr(self, "fd", None) is not None:
+            os.close(self.fd)
+
+    def read(self, rows: Tensor) -> Tensor:
+        """The rows (int64 indices), in that order, as a tensor [len(rows), C, H, W]."""
+        count = rows.shape[0]
+        if count and int(rows[-1]) - int(rows[0]) == count - 1 and torch.equal(rows, torch.arange(int(rows[0]), int(rows[0]) + count)):
+            data = _pread(self.fd, count * self.row_bytes, self.offset + int(rows[0]) * self.row_bytes)
+        else:
+            offsets = (rows * self.row_bytes + self.offset).tolist()
+            data = b"".join(map(_pread, repeat(self.fd, count), repeat(self.row_bytes, count), offsets))
+        if len(data) != count * self.row_bytes:
+            raise DataError(f"{self.path} is shorter than when it was opened: was it changed while training?")
+        batch = torch.frombuffer(bytearray(data), dtype=self.dtype).view(count, *self.row_shape) if count \
+            else torch.empty((0, *self.row_shape), dtype=self.dtype)
+        return batch.permute(0, 3, 1, 2).contiguous() if self.channels_last else batch
+
+
+class FileImages:
+    """An image source (see vaezoo.data) over a uint8 or float32 array [N, C, H, W] in a file.
+
+    `channels_last`: the file holds [N, H, W, C]. A view (`select`, slicing) reads some rows in an
+    order; an integer index reads one image as a tensor.
     """
 
     def __init__(self, path: str | Path, offset: int, dtype: torch.dtype, file_shape: tuple[int, ...], *,
-                 channels_last: bool = False, limit: int | None = None):
+                 channels_last: bool = False):
         self.path = Path(path)
-        self._map = _Mapping(self.path, offset, dtype, tuple(file_shape), limit or memory_limit())
-        self._images = self._map.tensor.permute(0, 3, 1, 2) if channels_last else self._map.tensor
+        self._file = _File(self.path, offset, dtype, tuple(file_shape), channels_last)
+        row = self._file.row_shape
+        self._image_shape = (row[2], row[0], row[1]) if channels_last else row
         self._rows: Tensor | None = None
         self.device = torch.device("cpu")
 
-    def _view(self, rows: Tensor | None = None, device: torch.device | None = None) -> MappedImages:
-        view = object.__new__(MappedImages)
+    def _view(self, rows: Tensor | None = None, device: torch.device | str | None = None) -> FileImages:
+        view = object.__new__(FileImages)
         view.__dict__.update(self.__dict__)
         if rows is not None:
             view._rows = rows
@@ -108,35 +126,35 @@ class MappedImages:
     # -- what a tensor split offers -----------------------------------------------------------
     @property
     def shape(self) -> torch.Size:
-        return torch.Size((len(self), *self._images.shape[1:]))
+        return torch.Size((len(self), *self._image_shape))
 
     @property
     def dtype(self) -> torch.dtype:
-        return self._images.dtype
+        return self._file.dtype
 
     def __len__(self) -> int:
-        return self._images.shape[0] if self._rows is None else self._rows.shape[0]
+        return self._file.count if self._rows is None else self._rows.shape[0]
 
     def rows(self) -> Tensor:
-        return torch.arange(self._images.shape[0]) if self._rows is None else self._rows
+        """The file's rows this view reads, in order."""
+        return torch.arange(self._file.count) if self._rows is None else self._rows
 
-    def select(self, rows: Tensor) -> MappedImages:
+    def select(self, rows: Tensor) -> FileImages:
         """The view of these rows (int64 indices into this view)."""
         return self._view(rows=self.rows()[rows])
 
-    def to(self, device: torch.device | str) -> MappedImages:
+    def to(self, device: torch.device | str) -> FileImages:
         """The same rows, their batches sent to `device` (the file stays where it is)."""
         return self._view(device=device)
 
-    def __getitem__(self, index: int | slice) -> Tensor | MappedImages:
+    def __getitem__(self, index: int | slice) -> Tensor | FileImages:
         if isinstance(index, slice):
             return self._view(rows=self.rows()[index])
-        row = int(self.rows()[index]) if self._rows is not None else index
-        return self._send(self._images[row].clone())
+        return self._send(self._file.read(self.rows()[index].view(1)))[0]
 
     def read(self) -> Tensor:
         """Every row of this view as one tensor (for views that fit in memory)."""
-        return self._gather(self.rows())
+        return self._send(self._file.read(self.rows()))
 
     # -- batches ------------------------------------------------------------------------------
     def shuffled_batches(self, batch_size: int, generator: torch.Generator, skip: int,
@@ -152,14 +170,9 @@ class MappedImages:
         rows = self.rows()
         return self._batches(rows[start:start + batch_size] for start in range(0, len(self), batch_size))
 
-    def _batches(self, index_batches: Iterable[Tensor]) -> Iterator[Tensor]:
-        for batch in prefetched(self._gather, index_batches):
+    def _batches(self, row_batches: Iterable[Tensor]) -> Iterator[Tensor]:
+        for batch in prefetched(lambda rows: self._send(self._file.read(rows)), row_batches):
             yield as_float(batch)
-
-    def _gather(self, rows: Tensor) -> Tensor:
-        batch = torch.index_select(self._images, 0, rows).contiguous()  # releases the GIL, unlike t[rows]
-        self._map.gathered(rows.shape[0], batch[0].numel() * batch.element_size() if len(batch) else 0)
-        return self._send(batch)
 
     def _send(self, batch: Tensor) -> Tensor:
         if self.device.type != "cuda":
@@ -170,8 +183,8 @@ class MappedImages:
 def prefetched(fetch: Callable[[T], R], items: Iterable[T], ahead: int = AHEAD, workers: int = WORKERS) -> Iterator[R]:
     """fetch(item) for each item, in order, computed by `workers` threads up to `ahead` items early.
 
-    torch releases the GIL inside the gather (and PIL while decoding), so the page faults of
-    several batches overlap each other and the training step. Closing the iterator early cancels
+    Reads (and PIL's decoding) release the GIL, so the reads of several batches overlap each
+    other and the training step. Closing the iterator early cancels
     what is not yet started.
     """
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vaezoo-data")
@@ -189,19 +202,18 @@ def prefetched(fetch: Callable[[T], R], items: Iterable[T], ahead: int = AHEAD, 
 
 
 def open_array(path: str | Path, offset: int, dtype: torch.dtype, file_shape: tuple[int, ...], *,
-               channels_last: bool = False) -> Tensor | MappedImages:
+               channels_last: bool = False) -> Tensor | FileImages:
     """The [N, C, H, W] array stored at `offset` in `path`: read into memory when it fits the data
-    memory limit, else mapped (`MappedImages`). The caller has checked that the file holds it."""
-    limit = memory_limit()
+    memory limit, else streamed from the file (`FileImages`). The caller has checked that the file holds it."""
     nbytes = math.prod(file_shape) * torch.empty((), dtype=dtype).element_size()
-    if nbytes > limit:
-        return MappedImages(path, offset, dtype, file_shape, channels_last=channels_last, limit=limit)
+    if nbytes > memory_limit():
+        return FileImages(path, offset, dtype, file_shape, channels_last=channels_last)
     numpy_dtype = {torch.uint8: np.uint8, torch.float32: np.float32}[dtype]
     array = np.fromfile(path, dtype=numpy_dtype, count=math.prod(file_shape), offset=offset)
     tensor = torch.from_numpy(array).view(file_shape)
     return tensor.permute(0, 3, 1, 2).contiguous() if channels_last else tensor
 
 
-def select_rows(images: Tensor | MappedImages, rows: Tensor) -> Tensor | MappedImages:
-    """Rows of a split: a copy of a tensor's, a view of a mapped file's."""
+def select_rows(images: Tensor | FileImages, rows: Tensor) -> Tensor | FileImages:
+    """Rows of a split: a copy of a tensor's, a view of a file's."""
     return images[rows] if isinstance(images, Tensor) else images.select(rows)

@@ -1,6 +1,6 @@
 """Arrays in .npy and .safetensors files, located without reading them, and turned into splits.
 
-Both formats are a header then the raw values, so a large array is memory-mapped where it lies
+Both formats are a header then the raw values, so a large array is streamed from where it lies
 (vaezoo.streaming) and a small one read at once. Headers are checked against the file before any
 value is read; nothing is unpickled (.npy object arrays are refused).
 """
@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from vaezoo.errors import DataError
-from vaezoo.streaming import MappedImages, open_array, select_rows
+from vaezoo.streaming import FileImages, open_array, select_rows
 
 MAX_SAFETENSORS_HEADER = 100 * 2**20
 SAFETENSORS_DTYPES = {"U8": np.uint8, "I8": np.int8, "I16": np.int16, "I32": np.int32, "I64": np.int64,
@@ -106,11 +106,11 @@ def _checked(stored: StoredArray, size: int) -> StoredArray:
     return stored
 
 
-def image_split(stored: StoredArray, what: str) -> Tensor | MappedImages:
+def image_split(stored: StoredArray, what: str) -> Tensor | FileImages:
     """An array as a split [N, C, H, W]: vectors [N, D] become [N, 1, 1, D], grey images [N, H, W]
     become [N, 1, H, W], and [N, H, W, C] (C = 1, 3 or 4 last, not second) is read as channels last.
 
-    uint8 stays 8-bit data and float32 real values, mapped when larger than the data memory limit;
+    uint8 stays 8-bit data and float32 real values, streamed when larger than the data memory limit;
     bool becomes uint8 0 / 255 and other numbers float32, in memory only.
     """
     shape = stored.shape

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from vaezoo.data import cache_dir
 from vaezoo.errors import DataError
-from vaezoo.streaming import MappedImages, open_array, prefetched
+from vaezoo.streaming import FileImages, open_array, prefetched
 from vaezoo_plugins.datasets.arrays import npy_array
 
 FORMAT = 1  # of the prepared arrays: bump when decoding changes, so older ones are not reused
@@ -84,7 +84,7 @@ def _fingerprint(files: Sequence[Path], fit: Fit, extra: object) -> str:
     return digest.hexdigest()[:20]
 
 
-def prepared(name: str, files: Sequence[Path], fit: Fit, extra: object = None) -> Tensor | MappedImages:
+def prepared(name: str, files: Sequence[Path], fit: Fit, extra: object = None) -> Tensor | FileImages:
     """The images of `files` in that order, uint8 [N, C, S, S]: decoded now if never before, else
     read from the cache (`extra`: anything else that decides the array, in JSON)."""
     path = cache_dir() / "prepared" / f"{name}-{fit.size}-{fit.mode}-{_fingerprint(files, fit, extra)}.npy"
