@@ -74,10 +74,11 @@ def read_cifar_batches(folder: Path, names: list[str]) -> tuple[torch.Tensor, to
         path = folder / name
         if not path.is_file():
             raise DataError(f"CIFAR-10: {path} is missing beside the other batch files; {_put('CIFAR-10', folder.parent)}")
-        if path.stat().st_size != CIFAR_RECORD * CIFAR_PER_FILE:
-            raise DataError(f"{path} is not a CIFAR-10 binary batch ({path.stat().st_size} bytes, expected "
-                            f"{CIFAR_RECORD * CIFAR_PER_FILE})")
-        records = torch.from_numpy(np.fromfile(path, dtype=np.uint8).reshape(CIFAR_PER_FILE, CIFAR_RECORD))
+        size = path.stat().st_size
+        if size == 0 or size % CIFAR_RECORD:
+            raise DataError(f"{path} is not a CIFAR-10 binary batch ({size} bytes, not a whole number of "
+                            f"{CIFAR_RECORD}-byte records; each official file holds {CIFAR_PER_FILE:,})")
+        records = torch.from_numpy(np.fromfile(path, dtype=np.uint8).reshape(-1, CIFAR_RECORD))
         if records[:, 0].max() > 9:
             raise DataError(f"{path} is not a CIFAR-10 binary batch (a label above 9)")
         labels.append(records[:, 0].long())
