@@ -27,7 +27,7 @@ CIFAR_PER_FILE = 10_000
 CELEBA_PARTITION = "list_eval_partition.txt"
 CELEBA_IMAGES = "img_align_celeba"
 #: CelebA as the VAE papers and their reference code use it: the centred 148x148 square of the
-#: aligned 178x218 faces, resized to 64x64 (e.g. AntixK/PyTorch-VAE, disentangling-vae's CelebA).
+#: aligned 178x218 faces, resized to 64x64 (AntixK/PyTorch-VAE's CenterCrop(148) + Resize(64)).
 CELEBA_FIT = Fit(64, "rgb", "crop", crop=148)
 
 
