@@ -301,6 +301,9 @@ def test_dynamic_binarisation_resumes_and_splits_like_one_process(grey):
     assert all(torch.equal(w, torch.cat([a, b])) for w, a, b in zip(whole, *halves))
     assert torch.equal(torch.cat(list(ordered_batches(source, 16))), torch.cat(list(ordered_batches(source, 16))))
     assert source[:5].shape == (5, 1, 3, 3) and set(source[3].unique().tolist()) <= {0, 255}
+    picked = source[torch.tensor([4, 9])]
+    assert picked.shape == (2, 1, 3, 3) and torch.equal(picked, source[torch.tensor([4, 9])])
+    assert set(picked.unique().tolist()) <= {0, 255}
 
 
 def write_amat(path, images: np.ndarray) -> None:

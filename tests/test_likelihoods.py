@@ -240,3 +240,15 @@ def test_every_registered_likelihood_declares_its_support(name, support, build_v
     model, _ = build_variant("conv-fashion", parts={"likelihood": name})
     assert model.likelihood_support == support
 
+
+
+@pytest.mark.parametrize("cls, channels, hp", [(BernoulliLikelihood, 1, {}), (ContinuousBernoulliLikelihood, 1, {}),
+                                              (GaussianLikelihood, 2, {"gaussian_variance": "predicted", "gaussian_std": 0.1}),
+                                              (Categorical256Likelihood, 256, {})])
+def test_per_value_log_probabilities_sum_to_the_image_log_probability(cls, channels, hp):
+    likelihood = build(cls, (3, 4, 4), **hp)
+    x = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.float64) / 255
+    out = torch.randn(5, 2, 3 * channels, 4, 4, dtype=torch.float64)
+    per_value = likelihood.log_prob_pixels(x, out)
+    assert per_value.shape == (5, 2, 3, 4, 4)
+    assert torch.allclose(per_value.flatten(-3).sum(-1), likelihood.log_prob(x, out))

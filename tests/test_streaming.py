@@ -56,6 +56,7 @@ def test_views_index_and_select_like_a_tensor(stored):
     rows = torch.tensor([4, 0, 9])
     assert torch.equal(view.select(rows).read(), tensor[2:40:3][rows])
     assert torch.equal(view[1], tensor[5])
+    assert torch.equal(streamed[torch.tensor([7, 2, 7])], tensor[[7, 2, 7]])  # what an independent batch asks
     assert same(list(ordered_batches(view.to("cpu"), 4)), list(ordered_batches(tensor[2:40:3], 4)))
     data = ImageData("x", streamed[:40], streamed[40:])
     assert data.input_shape == (3, 4, 5) and data.dtype == torch.uint8

@@ -184,7 +184,7 @@ def _train(spec: VariantSpec, hp: HParams, dataset_name: str, seed: int, max_ste
     if world.launched and not out_named:
         raise UsageError("under torchrun name the run folder with --out: every process must agree on it")
     # The run records the registered name, which is what --resume and evaluate look up again.
-    data = dataclasses.replace(load_dataset(registry, dataset_name, data_dir, hp), name=dataset_name)
+    data = dataclasses.replace(_load_dataset(registry, dataset_name, data_dir, hp), name=dataset_name)
     if hp["batch_size"] * world.size > data.train.shape[0]:
         each = f" x {world.size} processes" if world.launched else ""
         raise UsageError(f"batch size {hp['batch_size']}{each} is larger than the training set "
@@ -214,7 +214,7 @@ def _open(path: str | Path, device: str, registry: Registry) -> Artifact:
     return open_artifact(Path(path), device=resolve_device(device), registry=registry)
 
 
-def load_dataset(registry: Registry, name: str, data_dir: str | Path | None, hp: Mapping[str, Any]) -> ImageData:
+def _load_dataset(registry: Registry, name: str, data_dir: str | Path | None, hp: Mapping[str, Any]) -> ImageData:
     """The registered dataset `name`, read from `data_dir`, with the parameters it declares taken from
     `hp` (an image folder's size and colour mode: recorded with the run, so evaluation reads the same)."""
     entry = registry.get("dataset", name)
@@ -223,7 +223,7 @@ def load_dataset(registry: Registry, name: str, data_dir: str | Path | None, hp:
 
 def _images(artifact: Artifact, split: str, data_dir: str | Path | None, registry: Registry) -> Tensor:
     """The `split` images of the dataset the model was trained on, checked against its input shape."""
-    data = load_dataset(registry, artifact.metadata["dataset"], data_dir, artifact.hp)
+    data = _load_dataset(registry, artifact.metadata["dataset"], data_dir, artifact.hp)
     if data.input_shape != artifact.input_shape:
         raise DataError(f"dataset {data.name} gives images of shape {data.input_shape}, "
                         f"but the model expects {artifact.input_shape}")

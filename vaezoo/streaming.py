@@ -147,9 +147,12 @@ class FileImages:
         """The same rows, their batches sent to `device` (the file stays where it is)."""
         return self._view(device=device)
 
-    def __getitem__(self, index: int | slice) -> Tensor | FileImages:
+    def __getitem__(self, index: int | slice | Tensor) -> Tensor | FileImages:
+        """A slice is a view; an integer is one image, an index tensor those images (as tensors)."""
         if isinstance(index, slice):
             return self._view(rows=self.rows()[index])
+        if isinstance(index, Tensor) and index.dim() == 1:
+            return self._send(self._file.read(self.rows()[index.cpu()]))
         return self._send(self._file.read(self.rows()[index].view(1)))[0]
 
     def read(self) -> Tensor:

@@ -18,6 +18,7 @@ from vaezoo_plugins.datasets.idx import load_mnist
 
 #: Seeds the fixed binarisations (the test set, ordered reads of the training set).
 FIXED_SEED = 0
+ROW_MIXER = 0x9E3779B1  # spreads the rows of an indexed draw over seeds
 LAROCHELLE_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
 LAROCHELLE_FILES = {"train": "binarized_mnist_train.amat", "test": "binarized_mnist_test.amat"}
 LAROCHELLE_SIZES = {"train": 50_000, "test": 10_000}
@@ -52,11 +53,15 @@ class DynamicBinarization:
     def to(self, device: torch.device) -> DynamicBinarization:
         return DynamicBinarization(self.images.to(device))
 
-    def __getitem__(self, index: int | slice) -> Tensor | DynamicBinarization:
+    def __getitem__(self, index: int | slice | Tensor) -> Tensor | DynamicBinarization:
+        """A slice is a view; an integer or an index tensor gives those images binarised as uint8
+        0 / 255, with a seed that depends on the rows (a fixed draw for each choice of images)."""
         if isinstance(index, slice):
             return DynamicBinarization(self.images[index])
-        one = binarize(self.images[index].float() / 255, _generator(self.images.device, FIXED_SEED))
-        return one.mul(255).to(torch.uint8)
+        rows = torch.as_tensor(index).cpu()
+        seed = FIXED_SEED + int((rows.view(-1).long() * ROW_MIXER).sum() % 2**62)
+        chosen = self.images[index].float() / 255
+        return binarize(chosen, _generator(chosen.device, seed)).mul(255).to(torch.uint8)
 
     def shuffled_batches(self, batch_size: int, generator: torch.Generator, skip: int,
                          part: tuple[int, int]) -> Iterator[Tensor]:

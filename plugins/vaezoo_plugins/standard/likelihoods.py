@@ -1,9 +1,10 @@
 """Likelihoods p(x|z) of pixels from a decoder's output: Bernoulli, continuous Bernoulli, Gaussian,
 256-way categorical (the discretised logistic mixture has its own module).
 
-Each `log_prob(x, out)` sums over the C*H*W values of an image and broadcasts x over the decoder
-output's leading sample dimensions; `support` says what it is a probability of (see
-vaezoo.model.parts), which decides how evaluation counts bits per dimension.
+Each `log_prob(x, out)` sums `log_prob_pixels` (per value, [S..., B, C, H, W]) over the C*H*W values
+of an image and broadcasts x over the decoder output's leading sample dimensions; `support` says
+what it is a probability of (see vaezoo.model.parts), which decides how evaluation counts bits per
+dimension.
 """
 
 from __future__ import annotations
@@ -41,10 +42,13 @@ class BernoulliLikelihood(nn.Module):
     def __init__(self, ctx: BuildContext):
         super().__init__()
 
+    def log_prob_pixels(self, x: Tensor, logits: Tensor) -> Tensor:
+        """log p(x_i|z) per pixel, [S..., B, C, H, W]: minus BCE-with-logits; x broadcasts over sample dims."""
+        return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
+
     def log_prob(self, x: Tensor, logits: Tensor) -> Tensor:
-        """-sum over pixels of BCE-with-logits, [S..., B]; x broadcasts over leading sample dims."""
-        bce = F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
-        return -bce.flatten(-3).sum(-1)
+        """The pixels' sum, [S..., B]."""
+        return self.log_prob_pixels(x, logits).flatten(-3).sum(-1)
 
     def mean(self, logits: Tensor) -> Tensor:
         return torch.sigmoid(logits)
@@ -84,8 +88,8 @@ class ContinuousBernoulliLikelihood(BernoulliLikelihood):
 
     support = "continuous"
 
-    def log_prob(self, x: Tensor, logits: Tensor) -> Tensor:
-        return super().log_prob(x, logits) + sum_image(cb_log_normalizer(logits))
+    def log_prob_pixels(self, x: Tensor, logits: Tensor) -> Tensor:
+        return super().log_prob_pixels(x, logits) + cb_log_normalizer(logits)
 
     def mean(self, logits: Tensor) -> Tensor:
         return cb_mean(logits)
@@ -114,11 +118,14 @@ class GaussianLikelihood(nn.Module):
     def decoder_channels(self, data_channels: int) -> int:
         return 2 * data_channels if self.variance == "predicted" else data_channels
 
-    def log_prob(self, x: Tensor, out: Tensor) -> Tensor:
+    def log_prob_pixels(self, x: Tensor, out: Tensor) -> Tensor:
         mu, log_std = self._split(out)
         log_std = log_std.clamp(min=math.log(GAUSSIAN_MIN_STD)) if self.variance != "fixed" else log_std
         standard = (x - mu) * torch.exp(-log_std)
-        return sum_image(-0.5 * standard.square() - log_std - 0.5 * math.log(2 * math.pi))
+        return -0.5 * standard.square() - log_std - 0.5 * math.log(2 * math.pi)
+
+    def log_prob(self, x: Tensor, out: Tensor) -> Tensor:
+        return sum_image(self.log_prob_pixels(x, out))
 
     def mean(self, out: Tensor) -> Tensor:
         return self._split(out)[0]
@@ -144,11 +151,14 @@ class Categorical256Likelihood(nn.Module):
     def decoder_channels(self, data_channels: int) -> int:
         return LEVELS * data_channels
 
-    def log_prob(self, x: Tensor, out: Tensor) -> Tensor:
+    def log_prob_pixels(self, x: Tensor, out: Tensor) -> Tensor:
         logits = out.unflatten(-3, (-1, LEVELS))  # [..., C, 256, H, W]
         index = (x * (LEVELS - 1)).round().long().unsqueeze(-3).expand(*logits.shape[:-3], 1, *logits.shape[-2:])
         chosen = logits.gather(-3, index).squeeze(-3)
-        return sum_image(chosen - torch.logsumexp(logits, dim=-3))
+        return chosen - torch.logsumexp(logits, dim=-3)
+
+    def log_prob(self, x: Tensor, out: Tensor) -> Tensor:
+        return sum_image(self.log_prob_pixels(x, out))
 
     def mean(self, out: Tensor) -> Tensor:
         probs = torch.softmax(out.unflatten(-3, (-1, LEVELS)), dim=-3)

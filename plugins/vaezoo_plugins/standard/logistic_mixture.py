@@ -5,6 +5,8 @@ channel c is a logistic discretised to the 256 levels, whose mean depends linear
 before it (for RGB: green on red, blue on red and green). Per pixel the decoder outputs, for each
 component, 1 mixture logit, C means, C log-scales and C(C-1)/2 coefficients:
 K (1 + 2C + C(C-1)/2) channels, 10K for colour and 3K for grey images, in that order.
+Its log-probability is per pixel, not per channel value (the channels are coupled), so it has no
+per-value `log_prob_pixels`.
 """
 
 from __future__ import annotations
