@@ -304,6 +304,7 @@ def test_dynamic_binarisation_resumes_and_splits_like_one_process(grey):
     picked = source[torch.tensor([4, 9])]
     assert picked.shape == (2, 1, 3, 3) and torch.equal(picked, source[torch.tensor([4, 9])])
     assert set(picked.unique().tolist()) <= {0, 255}
+    assert torch.equal(source.read(), torch.cat(list(ordered_batches(source, 40))).mul(255).to(torch.uint8))
 
 
 def write_amat(path, images: np.ndarray) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from vaezoo.data import ImageData, ordered_batches, shuffled_batches
+from vaezoo.data import ImageData, as_float, ordered_batches, shuffled_batches
 from vaezoo.errors import DataError
 from vaezoo.streaming import FileImages, open_array, parse_bytes
 
@@ -57,6 +57,7 @@ def test_views_index_and_select_like_a_tensor(stored):
     assert torch.equal(view.select(rows).read(), tensor[2:40:3][rows])
     assert torch.equal(view[1], tensor[5])
     assert torch.equal(streamed[torch.tensor([7, 2, 7])], tensor[[7, 2, 7]])  # what an independent batch asks
+    assert torch.equal(as_float(view[:4]), as_float(tensor[2:40:3][:4]))  # as pictures take the first images
     assert same(list(ordered_batches(view.to("cpu"), 4)), list(ordered_batches(tensor[2:40:3], 4)))
     data = ImageData("x", streamed[:40], streamed[40:])
     assert data.input_shape == (3, 4, 5) and data.dtype == torch.uint8

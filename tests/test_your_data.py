@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import vaezoo
@@ -85,3 +86,24 @@ def test_dataset_options_are_checked_and_shown(cli, refused, colour_folder, tmp_
     params = {p["name"] for p in json.loads(shown.out)["params"]}
     assert {"image_size", "image_mode", "image_fit", "test_fraction"} <= params
 
+
+
+def test_a_streamed_folder_trains_bit_for_bit_as_in_memory(cli, colour_folder, tmp_path, monkeypatch):
+    """The same folder in memory and streamed from its prepared file (VAEZOO_DATA_MEMORY=1): the
+    same weights, and the streamed run draws its pictures and samples from the file."""
+    from vaezoo.storage import checkpoint
+
+    weights = {}
+    for memory in ("64G", "1"):
+        monkeypatch.setenv("VAEZOO_DATA_MEMORY", memory)
+        run = tmp_path / f"run-{memory}"
+        result = cli("train", "conv-fashion", "--dataset", "image-folder", "--data-dir", str(colour_folder),
+                     "-o", "image_size=32", "--batch-size", "8", "--max-steps", "6", "--device", "cpu", "--out", str(run))
+        assert result.code == 0, result.err
+        assert (run / "reconstructions.png").is_file() and (run / "traversals.png").is_file()
+        weights[memory] = checkpoint.read(run / "model.safetensors")[0]
+    assert weights["64G"].keys() == weights["1"].keys()
+    assert all(torch.equal(weights["64G"][key], weights["1"][key]) for key in weights["1"])
+    out = tmp_path / "reconstructed.png"
+    assert cli("sample", str(tmp_path / "run-1"), "--reconstruct", "--data-dir", str(colour_folder),
+               "--out", str(out)).code == 0

@@ -3,8 +3,9 @@
 A split (`ImageData.train`, `.test`) is a uint8 tensor [N, C, H, W] (8-bit images, 0..255, scaled
 to [0, 1] per batch) or a float32 one (any real values, used as they are); vectors are [N, 1, 1, D].
 A split may instead be an *image source*, an object that acts as such a tensor for what the
-training loop and evaluation ask of it (`shape`, `dtype`, `len`, `to(device)`, row slices) and
-yields batches itself: `shuffled_batches(batch_size, generator, skip, part)` and
+training loop and evaluation ask of it (`shape`, `dtype`, `len`, `to(device)`, indexing: a slice
+gives a view, an integer or an index tensor images as a tensor; `read()` every row as one tensor)
+and yields batches itself: `shuffled_batches(batch_size, generator, skip, part)` and
 `ordered_batches(batch_size)`, with the meanings of the functions below. `vaezoo.streaming.FileImages`
 (a file larger than memory, read batch by batch) and a dynamically binarised split are two.
 """
@@ -74,7 +75,9 @@ class ImageData:
 
 
 def as_float(images: Tensor) -> Tensor:
-    """uint8 [0, 255] -> float32 [0, 1]; float32 data as it is."""
+    """uint8 [0, 255] -> float32 [0, 1]; float32 data as it is; an image source's view is read first."""
+    if not isinstance(images, Tensor):
+        images = images.read()
     if images.dtype != torch.uint8:
         return images.to(torch.float32)
     return images.to(torch.float32).div_(255.0)

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 from torchvision.utils import save_image
 
-from vaezoo.data import as_float, ordered_batches
+from vaezoo.data import as_float
 from vaezoo.errors import NotApplicable
 from vaezoo.model.structure import Structure
 
@@ -26,7 +26,7 @@ TRAVERSAL_STEPS = 11
 @torch.no_grad()
 def reconstructions(model: Structure, images: Tensor, path: Path, n: int = 32, per_row: int = 8) -> None:
     """Rows of test images, each followed by a row of their reconstructions."""
-    x = next(ordered_batches(images[:n], n))  # a tensor's rows, or a streamed split's
+    x = as_float(images[:n])
     recon = model.reconstruct(x)
     rows = [t for i in range(0, x.shape[0], per_row) for t in (x[i:i + per_row], recon[i:i + per_row])]
     save_image(torch.cat(rows), path, nrow=per_row, pad_value=1.0)

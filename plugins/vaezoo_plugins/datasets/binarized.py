@@ -63,6 +63,10 @@ class DynamicBinarization:
         chosen = self.images[index].float() / 255
         return binarize(chosen, _generator(chosen.device, seed)).mul(255).to(torch.uint8)
 
+    def read(self) -> Tensor:
+        """Every image binarised once, as ordered_batches(len(self)) draws them, as uint8 0 / 255."""
+        return torch.cat(list(self.ordered_batches(len(self)))).mul(255).to(torch.uint8)
+
     def shuffled_batches(self, batch_size: int, generator: torch.Generator, skip: int,
                          part: tuple[int, int]) -> Iterator[Tensor]:
         seed = int(torch.randint(2**62, (1,), generator=generator))
