@@ -3,7 +3,7 @@
 A split (`ImageData.train`, `.test`) is a uint8 tensor [N, C, H, W] (8-bit images, 0..255, scaled
 to [0, 1] per batch) or a float32 one (any real values, used as they are); vectors are [N, 1, 1, D].
 A split may instead be an *image source*, an object that acts as such a tensor for what the
-training loop and evaluation ask of it (`shape`, `dtype`, `len`, `to(device)`, indexing: a slice
+training loop and evaluation ask of it (`shape`, `dtype`, `device`, `len`, `to(device)`, indexing: a slice
 gives a view, an integer or an index tensor images as a tensor; `read()` every row as one tensor)
 and yields batches itself: `shuffled_batches(batch_size, generator, skip, part)` and
 `ordered_batches(batch_size)`, with the meanings of the functions below. `vaezoo.streaming.FileImages`

@@ -46,6 +46,7 @@ class DynamicBinarization:
 
     shape = property(lambda self: self.images.shape)
     dtype = property(lambda self: self.images.dtype)
+    device = property(lambda self: self.images.device)
 
     def __len__(self) -> int:
         return len(self.images)
