@@ -8,9 +8,14 @@ import math
 import pytest
 import torch
 from torch.distributions import ContinuousBernoulli, Normal
-from vaezoo_plugins.standard.likelihoods import (BernoulliLikelihood, Categorical256Likelihood,
-                                                 ContinuousBernoulliLikelihood, GaussianLikelihood,
-                                                 cb_log_normalizer, cb_mean)
+from vaezoo_plugins.standard.likelihoods import (
+    BernoulliLikelihood,
+    Categorical256Likelihood,
+    ContinuousBernoulliLikelihood,
+    GaussianLikelihood,
+    cb_log_normalizer,
+    cb_mean,
+)
 from vaezoo_plugins.standard.logistic_mixture import DiscretizedLogisticMixture, parameter_channels
 
 from vaezoo.evaluation.measures import bits_basis, bits_per_dim
@@ -177,7 +182,10 @@ def test_logistic_mixture_matches_a_hand_computed_component():
     mu, log_s = 0.1, math.log(0.05)
     out = torch.tensor([0.0, mu, log_s], dtype=torch.float64).view(1, 3, 1, 1)
     s = math.exp(log_s)
-    sig = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+
+    def sig(v: float) -> float:
+        return 1 / (1 + math.exp(-v))
+
     for k in (0, 100, 140, 255):
         x = 2 * k / 255 - 1
         upper, lower = (x + 1 / 255 - mu) / s, (x - 1 / 255 - mu) / s

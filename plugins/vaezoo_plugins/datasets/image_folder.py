@@ -41,7 +41,7 @@ def load_image_folder(option: str | Path | None = None, image_size: int = 64, im
         train_rows, test_rows = held_out(len(everything), test_fraction)
         splits = {"train": (root, [everything[i] for i in train_rows]),
                   "test": (root, [everything[i] for i in test_rows])}
-    for split, (folder, files) in splits.items():
+    for folder, files in splits.values():
         if not files:
             raise DataError(f"image-folder: no images ({', '.join(EXTENSIONS)}) under {folder}")
     names = {split: [_class_of(p, folder) for p in files] for split, (folder, files) in splits.items()}

@@ -14,8 +14,14 @@ from pathlib import Path
 
 from vaezoo.data import ImageData, data_dir
 from vaezoo.errors import DataError
-from vaezoo_plugins.datasets.arrays import (StoredArray, image_split, label_array, npy_array, safetensors_arrays,
-                                            split_rows)
+from vaezoo_plugins.datasets.arrays import (
+    StoredArray,
+    image_split,
+    label_array,
+    npy_array,
+    safetensors_arrays,
+    split_rows,
+)
 
 NAMES = ("train", "test", "train_labels", "test_labels")
 FORMATS = "a .npy or .safetensors file, or a folder holding train.npy (and optionally test.npy, train_labels.npy, test_labels.npy)"
