@@ -60,7 +60,7 @@ def test_example_plugin_variant_listed_through_real_entry_point(site):
     assert result.returncode == 0, result.stderr
     by_name = {v["name"]: v for v in variants}
     assert by_name["mlp-fashion"]["plugin"] == "mlp"
-    assert by_name["mlp-fashion"]["parts"]["encoder"] == "mlp"
+    assert by_name["mlp-fashion"]["parts"]["encoder"] == "example-mlp"
     assert "conv-fashion" in by_name
 
 

@@ -119,7 +119,7 @@ def test_max_steps_stops_mid_epoch(cli, tmp_path):
     (["--lr", "abc"], "option lr: 'abc' is not a valid float"),
     (["-o", "lamda=0.1"], "unknown option 'lamda'. Did you mean: lambda?"),
     (["--batch-size", "5000"], "batch size 5000 is larger than the training set (1024 images)"),
-    (["--dataset", "fashion-mnst"], "unknown dataset 'fashion-mnst'. Did you mean: fashion-mnist?"),
+    (["--dataset", "fashion-mnst"], "unknown dataset 'fashion-mnst'. Did you mean: fashion-mnist"),
 ])
 def test_bad_options_are_one_line_errors_and_write_nothing(cli, tmp_path, args, message):
     out = tmp_path / "run"

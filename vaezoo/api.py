@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from torch import Tensor, nn
 
+    from vaezoo.data import ImageData
     from vaezoo.hparams import HParams
     from vaezoo.model.samplers import Sampler
     from vaezoo.storage.loading import Artifact
@@ -61,10 +62,11 @@ def train(variant: str, *, hparams: Mapping[str, Any] | None = None, options: It
 
     registry = get_registry()
     spec = registry.variant(variant)
-    recipe = Recipe.of(spec, registry, parts)
-    hp = recipe.schema.resolve(hparams, texts=options)
     stage = _open(parent, "cpu", registry) if parent is not None else None
     dataset_name = dataset or (stage.metadata["dataset"] if stage is not None else spec.dataset)
+    registry.get("dataset", dataset_name)  # an unknown name is an error with suggestions, before anything else
+    recipe = Recipe.of(spec, registry, parts, dataset_name)
+    hp = recipe.schema.resolve(hparams, texts=options)
     out_path = Path(out) if out is not None else Path("runs") / spec.name / datetime.now().strftime("%Y%m%d-%H%M%S")
     return _train(spec, hp, dataset_name, seed, max_steps, recipe.swaps(), stage,
                   lambda main: RunDir.create(out_path, overwrite=overwrite) if main else RunDir(out_path),
@@ -285,7 +287,7 @@ def _train(spec: VariantSpec, hp: HParams, dataset_name: str, seed: int, max_ste
     if world.launched and not out_named:
         raise UsageError("under torchrun name the run folder with --out: every process must agree on it")
     # The run records the registered name, which is what --resume and evaluate look up again.
-    data = dataclasses.replace(registry.load("dataset", dataset_name)(data_dir), name=dataset_name)
+    data = dataclasses.replace(_load_dataset(registry, dataset_name, data_dir, hp), name=dataset_name)
     if hp["batch_size"] * world.size > data.train.shape[0]:
         each = f" x {world.size} processes" if world.launched else ""
         raise UsageError(f"batch size {hp['batch_size']}{each} is larger than the training set "
@@ -323,9 +325,16 @@ def _open(path: str | Path, device: str, registry: Registry) -> Artifact:
     return open_artifact(Path(path), device=resolve_device(device), registry=registry)
 
 
+def _load_dataset(registry: Registry, name: str, data_dir: str | Path | None, hp: Mapping[str, Any]) -> ImageData:
+    """The registered dataset `name`, read from `data_dir`, with the parameters it declares taken from
+    `hp` (an image folder's size and colour mode: recorded with the run, so evaluation reads the same)."""
+    entry = registry.get("dataset", name)
+    return entry.load()(data_dir, **{p.name: hp.get(p.name, p.default) for p in entry.params})
+
+
 def _images(artifact: Artifact, split: str, data_dir: str | Path | None, registry: Registry) -> Tensor:
     """The `split` images of the dataset the model was trained on, checked against its input shape."""
-    data = registry.load("dataset", artifact.metadata["dataset"])(data_dir)
+    data = _load_dataset(registry, artifact.metadata["dataset"], data_dir, artifact.hp)
     if data.input_shape != artifact.input_shape:
         raise DataError(f"dataset {data.name} gives images of shape {data.input_shape}, "
                         f"but the model expects {artifact.input_shape}")

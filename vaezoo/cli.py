@@ -134,26 +134,30 @@ def plugins_command(
 def info_command(
     variant: str = typer.Argument(..., help="A registered variant name (see `vaezoo list`)."),
     part: List[str] = typer.Option([], "--part", help="Show the recipe with a part swapped, as kind=name."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Show the options of this dataset "
+                                          "(default: the variant's)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Show a variant's parts and hyperparameters (its parts' own included) with types, defaults, ranges and help."""
+    """Show a variant's parts and hyperparameters (its parts' and dataset's own included) with types, defaults, ranges and help."""
     from vaezoo.variant import Recipe
 
     registry = get_registry()
     spec = registry.variant(variant)
-    recipe = Recipe.of(spec, registry, _part_swaps(part))
+    if dataset is not None:
+        registry.get("dataset", dataset)
+    recipe = Recipe.of(spec, registry, _part_swaps(part), dataset)
     params = [{"name": p.name, "type": p.type, "default": p.default, "range": p.range_text, "help": p.help}
               for p in recipe.schema]
     if as_json:
         _print_json({"name": spec.name, "description": spec.description, "paper": spec.paper,
                      "parts": {k: v for k, v in recipe.parts.items() if k not in ("structure", "objective")},
                      "structure": recipe.parts["structure"], "objective": recipe.parts["objective"],
-                     "parent_needs": list(spec.parent_needs), "dataset": spec.dataset, "params": params})
+                     "parent_needs": list(spec.parent_needs), "dataset": dataset or spec.dataset, "params": params})
         return
     out.print(f"[bold]{spec.name}[/]: {spec.description}", highlight=False)
     if spec.paper:
         out.print(f"paper: {spec.paper}", highlight=False)
-    out.print("parts: " + ", ".join(f"{k}={v}" for k, v in recipe.parts.items()) + f"; dataset: {spec.dataset}",
+    out.print("parts: " + ", ".join(f"{k}={v}" for k, v in recipe.parts.items()) + f"; dataset: {dataset or spec.dataset}",
               highlight=False)
     if spec.parent_needs:
         out.print(f"second stage: train it with --parent RUN, a finished run whose model has "
@@ -313,6 +317,7 @@ def evaluate_command(
         out.print(line, highlight=False)
     for measure, reason in r.get("not_applicable", {}).items():
         out.print(f"{measure}: not applicable, {reason}", highlight=False)
+    out.print(f"bits per dimension: -log p(x) as {r['bits_per_dim_basis']}", highlight=False)
     out.print(f"wrote {r['saved_to']}", highlight=False)
 
 

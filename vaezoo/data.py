@@ -1,11 +1,22 @@
-"""Datasets as whole tensors in memory: no per-item Python work while training."""
+"""Datasets as whole tensors, or as sources that stream them: no per-item Python work while training.
+
+A split (`ImageData.train`, `.test`) is a uint8 tensor [N, C, H, W] (8-bit images, 0..255, scaled
+to [0, 1] per batch) or a float32 one (any real values, used as they are); vectors are [N, 1, 1, D].
+A split may instead be an *image source*, an object that acts as such a tensor for what the
+training loop and evaluation ask of it (`shape`, `dtype`, `device`, `len`, `to(device)`, indexing: a slice
+gives a view, an integer or an index tensor images as a tensor; `read()` every row as one tensor)
+and yields batches itself: `shuffled_batches(batch_size, generator, skip, part)` and
+`ordered_batches(batch_size)`, with the meanings of the functions below. `vaezoo.streaming.FileImages`
+(a file larger than memory, read batch by batch) and a dynamically binarised split are two.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,47 +26,73 @@ from vaezoo.errors import DataError
 
 DATA_ENV = "VAEZOO_DATA"
 INDEPENDENT_STREAM = 1  # tells independent_batch's seeds apart from any other use of (seed, step)
+CACHE_ENV = "VAEZOO_CACHE"
+DTYPES = (torch.uint8, torch.float32)
 
 
 @dataclass
 class ImageData:
-    """Train and test images as uint8 tensors [N, C, H, W] (0..255), already padded."""
+    """Train and test splits [N, C, H, W] (uint8 0..255 or float32), already padded; optional labels.
+
+    `train_labels` / `test_labels`: int64 [N] class indices; `classes`: their names, when known.
+    """
 
     name: str
-    train: Tensor
-    test: Tensor
+    train: Any  # Tensor or an image source (see the module docstring)
+    test: Any
+    train_labels: Tensor | None = None
+    test_labels: Tensor | None = None
+    classes: tuple[str, ...] | None = None
 
     def __post_init__(self):
         for split in ("train", "test"):
             t = getattr(self, split)
-            if t.dtype != torch.uint8 or t.dim() != 4:
-                raise DataError(f"dataset {self.name}: {split} must be a uint8 tensor [N, C, H, W]")
+            if len(t.shape) != 4 or t.dtype not in DTYPES:
+                raise DataError(f"dataset {self.name}: {split} must be uint8 or float32 [N, C, H, W]")
+            labels = getattr(self, f"{split}_labels")
+            if labels is not None and (labels.dtype != torch.int64 or labels.shape != (len(t),)):
+                raise DataError(f"dataset {self.name}: {split}_labels must be int64 [{len(t)}], "
+                                f"found {labels.dtype} {tuple(labels.shape)}")
+        if self.train.shape[1:] != self.test.shape[1:] or self.train.dtype != self.test.dtype:
+            raise DataError(f"dataset {self.name}: train and test differ in shape or type "
+                            f"({tuple(self.train.shape[1:])} {self.train.dtype}, {tuple(self.test.shape[1:])} {self.test.dtype})")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.train.shape[1:])  # type: ignore[return-value]
 
-    def split(self, name: str) -> Tensor:
+    @property
+    def dtype(self) -> torch.dtype:
+        """uint8 for 8-bit data, float32 for real values."""
+        return self.train.dtype
+
+    def split(self, name: str) -> Any:
         if name not in ("train", "test"):
             raise DataError(f"unknown split '{name}': use train or test")
         return getattr(self, name)
 
     def to(self, device: torch.device) -> ImageData:
-        return ImageData(self.name, self.train.to(device), self.test.to(device))
+        """Tensors moved to `device`; an image source sends its batches there instead."""
+        return replace(self, train=self.train.to(device), test=self.test.to(device))
 
 
 def as_float(images: Tensor) -> Tensor:
-    """uint8 [0, 255] -> float32 [0, 1]."""
+    """uint8 [0, 255] -> float32 [0, 1]; float32 data as it is; an image source's view is read first."""
+    if not isinstance(images, Tensor):
+        images = images.read()
+    if images.dtype != torch.uint8:
+        return images.to(torch.float32)
     return images.to(torch.float32).div_(255.0)
 
 
-def shuffled_batches(images: Tensor, batch_size: int, generator: torch.Generator, skip: int = 0,
+def shuffled_batches(images: Any, batch_size: int, generator: torch.Generator, skip: int = 0,
                      part: tuple[int, int] = (0, 1)) -> Iterator[Tensor]:
     """Float batches in a fresh random order, the incomplete last batch dropped.
 
     `skip` leaves out the first batches of that order (resuming mid-epoch: same order, same place).
     `part` = (rank, size) yields only the rank-th of `size` equal slices of every batch: processes
     that share the generator's state train on disjoint slices of the same global batches.
+    An image source draws the same order from `generator` and yields the same batches.
     """
     n = images.shape[0]
     if batch_size > n:
@@ -63,13 +100,24 @@ def shuffled_batches(images: Tensor, batch_size: int, generator: torch.Generator
     rank, size = part
     if batch_size % size:
         raise DataError(f"batch size {batch_size} does not split into {size} equal parts")
-    order = torch.randperm(n, generator=generator).to(images.device)
-    share = batch_size // size
-    for start in range(skip * batch_size + rank * share, n - batch_size + 1 + rank * share, batch_size):
+    if not isinstance(images, Tensor):
+        return images.shuffled_batches(batch_size, generator, skip, part)
+    return _shuffled(images, batch_size, generator, skip, rank, batch_size // size)
+
+
+def batch_starts(n: int, batch_size: int, skip: int, rank: int, share: int) -> range:
+    """Where each yielded slice of a shuffled order starts (shared with the image sources)."""
+    return range(skip * batch_size + rank * share, n - batch_size + 1 + rank * share, batch_size)
+
+
+def _shuffled(images: Tensor, batch_size: int, generator: torch.Generator, skip: int, rank: int,
+              share: int) -> Iterator[Tensor]:
+    order = torch.randperm(images.shape[0], generator=generator).to(images.device)
+    for start in batch_starts(images.shape[0], batch_size, skip, rank, share):
         yield as_float(images[order[start:start + share]])
 
 
-def independent_batch(images: Tensor, batch_size: int, seed: int, step: int, part: tuple[int, int] = (0, 1)) -> Tensor:
+def independent_batch(images: Any, batch_size: int, seed: int, step: int, part: tuple[int, int] = (0, 1)) -> Tensor:
     """A float batch drawn at random, independently of the epoch's order, fixed by (seed, step).
 
     For objectives that contrast the step's batch with an independent one; being a function of the
@@ -83,13 +131,19 @@ def independent_batch(images: Tensor, batch_size: int, seed: int, step: int, par
     return as_float(images[chosen.to(images.device)])
 
 
-def ordered_batches(images: Tensor, batch_size: int) -> Iterator[Tensor]:
+def ordered_batches(images: Any, batch_size: int) -> Iterator[Tensor]:
     """Float batches in order, the last one possibly smaller (for evaluation)."""
-    for start in range(0, images.shape[0], batch_size):
-        yield as_float(images[start:start + batch_size])
+    if not isinstance(images, Tensor):
+        return images.ordered_batches(batch_size)
+    return (as_float(images[start:start + batch_size]) for start in range(0, images.shape[0], batch_size))
 
 
 def data_dir(option: str | Path | None) -> Path | None:
     """The data directory: the command-line option, else $VAEZOO_DATA, else None."""
     chosen = option or os.environ.get(DATA_ENV)
     return Path(chosen).expanduser() if chosen else None
+
+
+def cache_dir() -> Path:
+    """Where downloads and prepared arrays go: $VAEZOO_CACHE, else ~/.cache/vaezoo."""
+    return Path(os.environ.get(CACHE_ENV) or "~/.cache/vaezoo").expanduser()

@@ -6,8 +6,9 @@ Every hook receives a `register` callback. Registration only *names* implementat
     register(name, target, description="", params=())  # parts, objectives, datasets
     register(VariantSpec(...))                          # variants
 
-`params` (parts only) is a tuple of vaezoo.hparams.Param: hyperparameters the part reads from
-ctx.hp, added to the schema of every variant that uses the part (the variant's own win).
+`params` is a tuple of vaezoo.hparams.Param: hyperparameters a part reads from ctx.hp, or a
+dataset's loader takes as keyword arguments (an image folder's size), added to the schema of every
+variant that uses the part or trains on the dataset (the variant's own win).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def register_samplers(register):
 
 @hookspec
 def register_datasets(register):
-    """Datasets: a loader returning vaezoo.data.ImageData."""
+    """Datasets: a loader `load(data_dir, **params) -> vaezoo.data.ImageData` (params: those registered)."""
 
 
 @hookspec

@@ -59,15 +59,19 @@ class VariantSpec:
 @dataclass(frozen=True)
 class Recipe:
     """A variant as one run builds it: its parts (some possibly swapped) and the hyperparameters
-    of the variant and of every part it uses (a part may declare its own, e.g. a likelihood's
-    variance); the variant's own declaration of a name wins."""
+    of the variant, of every part it uses (a part may declare its own, e.g. a likelihood's
+    variance) and of the dataset it trains on (an image folder's image size); the variant's own
+    declaration of a name wins."""
 
     spec: VariantSpec
     parts: Mapping[str, str]
     schema: Schema
 
     @classmethod
-    def of(cls, spec: VariantSpec, registry: Registry, swaps: Mapping[str, str] | None = None) -> Recipe:
+    def of(cls, spec: VariantSpec, registry: Registry, swaps: Mapping[str, str] | None = None,
+           dataset: str | None = None) -> Recipe:
+        """`dataset`: the registered dataset the run uses (default the variant's); its parameters join
+        the schema when it is registered."""
         parts = spec.default_parts()
         for kind, name in (swaps or {}).items():
             if kind not in PART_KINDS:
@@ -75,8 +79,10 @@ class Recipe:
             registry.get(kind, name)  # an unknown name is an error with suggestions
             parts[kind] = name
         params = list(spec.params)
-        for kind, name in parts.items():
-            entry = registry.get(kind, name)
+        entries = [registry.get(kind, name) for kind, name in parts.items()]
+        if (dataset or spec.dataset) in registry.names("dataset"):
+            entries.append(registry.get("dataset", dataset or spec.dataset))
+        for entry in entries:
             params += [p for p in entry.params if p.name not in {q.name for q in params}]
         return cls(spec, parts, Schema(tuple(params)))
 

@@ -15,15 +15,17 @@ from vaezoo.variant import Recipe, VariantSpec
 
 
 def build_model(spec: VariantSpec, hp: HParams | Mapping, input_shape: tuple[int, int, int], registry: Registry, *,
-                parts: Mapping[str, str] | None = None, parent: Structure | None = None) -> Structure:
+                parts: Mapping[str, str] | None = None, parent: Structure | None = None,
+                dataset: str | None = None) -> Structure:
     """The variant's model for inputs of `input_shape`: its structure, which builds the other parts.
 
     `parts` swaps registered parts by kind (as `--part` does); `hp` is resolved against the
     recipe's schema, so a swapped-in part's own hyperparameters get their defaults. `parent` is the
     finished earlier stage a second-stage variant builds on; it is frozen (the structure keeps it
-    as `self.parent`, a submodule, so the model's weights file holds both stages).
+    as `self.parent`, a submodule, so the model's weights file holds both stages). `dataset` (default
+    the variant's) adds its parameters to the schema.
     """
-    recipe = Recipe.of(spec, registry, parts)
+    recipe = Recipe.of(spec, registry, parts, dataset)
     hp = recipe.schema.resolve(hp)
     _check_parent(spec, parent)
     if parent is not None:
@@ -34,6 +36,7 @@ def build_model(spec: VariantSpec, hp: HParams | Mapping, input_shape: tuple[int
         raise UsageError(f"structure '{recipe.parts['structure']}' built a {type(model).__name__}, "
                          "not a vaezoo.model.Structure")
     model.input_shape = ctx.input_shape
+    model.likelihood_support = getattr(ctx.built.get("likelihood"), "support", None)
     model.recipe = recipe
     model.hp = hp
     for kind, part in ctx.built.items():

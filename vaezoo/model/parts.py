@@ -14,6 +14,9 @@ Decoder     forward(z: [S..., B, D]) -> decoder output (e.g. logits [S..., B, C'
 Likelihood  log_prob(x: [B, C, H, W], out: [S..., B, ...]) -> [S..., B]  log p(x|z)
             mean(out) -> [S..., B, C, H, W]  the image shown to people (sigmoid of logits)
             decoder_channels(data_channels) -> int  (optional; default: one output per data channel)
+            `support` (class attribute, optional): "8-bit" (a probability mass over the 256 levels
+            of 8-bit data, which it then needs), "binary" (a mass over {0, 1} per value) or
+            "continuous" (a density); evaluation counts bits per dimension from it.
 Prior       forward() -> p(z), a Distribution with event [D] that broadcasts against q's batch.
 Divergence  forward(q, z: [B, D], p) -> [B, D] per dimension or [B]: what training penalises.
             `measures_kl` (class attribute) says whether it is the KL(q || p) itself (then

@@ -159,6 +159,9 @@ class Structure(nn.Module):
     """
 
     input_shape: tuple[int, int, int]  # set by build_model
+    #: set by build_model from the likelihood part's `support` ("8-bit", "binary", "continuous"; see
+    #: vaezoo.model.parts): what -log p(x) measures, hence how bits per dimension are counted
+    likelihood_support: str | None = None
     capabilities: frozenset[str] = frozenset()
 
     def train(self, mode: bool = True) -> Structure:

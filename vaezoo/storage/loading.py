@@ -174,7 +174,7 @@ def model_from_metadata(meta: dict[str, Any], registry: Registry, source: Path,
     try:
         with torch.random.fork_rng(devices=[]):  # building initialises weights; leave the caller's RNG alone
             model = build_model(spec, meta["hparams"], tuple(meta["input_shape"]), registry,
-                                parts=meta.get("parts"), parent=parent)
+                                parts=meta.get("parts"), parent=parent, dataset=meta["dataset"])
     except UsageError as exc:
         raise WeightsError(f"{source}: its parts or hyperparameters do not fit the installed variant "
                            f"'{spec.name}' ({exc})") from None

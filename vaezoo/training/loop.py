@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from vaezoo import __version__
 from vaezoo.data import ImageData, independent_batch, shuffled_batches
 from vaezoo.devices import synchronize
-from vaezoo.errors import NonFiniteLossError, TrainingInterrupted
+from vaezoo.errors import DataError, NonFiniteLossError, TrainingInterrupted
 from vaezoo.evaluation.measures import elbo_sums, per_image
 from vaezoo.hparams import HParams
 from vaezoo.model.building import build_model, build_objective, penalised_parameters, trainable_parameters
@@ -173,7 +173,11 @@ def _train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console,
            trackers: Mapping[str, Tracker]) -> list[dict[str, Any]]:
     hp, device = setup.hp, setup.device
     rng.seed_all(setup.seed)
-    model = build_model(setup.spec, hp, setup.data.input_shape, registry, parts=setup.parts, parent=setup.parent)
+    model = build_model(setup.spec, hp, setup.data.input_shape, registry, parts=setup.parts, parent=setup.parent,
+                        dataset=setup.data.name)
+    if model.likelihood_support == "8-bit" and setup.data.dtype != torch.uint8:
+        raise DataError(f"likelihood '{model.recipe.parts['likelihood']}' models 8-bit values, but dataset "
+                        f"{setup.data.name} holds real values ({setup.data.dtype})")
     objective = build_objective(model, registry, dataset_size=setup.data.train.shape[0])
     model.to(device)
     objective.to(device)

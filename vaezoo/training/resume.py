@@ -99,7 +99,7 @@ def stored_run(run: RunDir, registry: Registry, epochs: str | None = None) -> St
     if not isinstance(precision, str) or not isinstance(trackers, list) or not all(isinstance(t, str) for t in trackers):
         raise WeightsError(f"{source} is damaged: precision must be a string and trackers a list of names")
     try:
-        hp = Recipe.of(spec, registry, parts).schema.resolve({**config["hparams"], **overrides})
+        hp = Recipe.of(spec, registry, parts, config["dataset"]).schema.resolve({**config["hparams"], **overrides})
     except UsageError as exc:
         raise WeightsError(f"{source}: {exc} (was it edited?)") from None
     return StoredRun(spec, hp, config["dataset"], seed, max_steps, parts, parent, precision, tuple(trackers))

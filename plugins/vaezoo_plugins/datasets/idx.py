@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from vaezoo.data import ImageData, data_dir
+from vaezoo.data import ImageData, cache_dir, data_dir
 from vaezoo.errors import DataError
 
 FILES = {
@@ -21,7 +21,10 @@ FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 SIZES = {"train": 60000, "test": 10000}
-DEFAULT_CACHE = Path("~/.cache/vaezoo/data").expanduser()
+DEFAULT_CACHE = cache_dir() / "data"
+CLASSES = {"MNIST": tuple("0123456789"),
+           "FashionMNIST": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                            "Bag", "Ankle boot")}
 
 
 def read_idx(path: Path) -> torch.Tensor:
@@ -66,8 +69,8 @@ def _load(label: str, torchvision_name: str, debian_name: str, option: str | Pat
     folders = [f for root in roots for f in _candidate_folders(root, torchvision_name, debian_name)]
     if _find(FILES["train"][0], folders) is None:
         _download(label, torchvision_name, chosen or DEFAULT_CACHE, folders, hint)
-    splits = {}
-    for split, (images_name, _labels) in FILES.items():
+    splits, labels = {}, {}
+    for split, (images_name, labels_name) in FILES.items():
         path = _find(images_name, folders)
         if path is None:
             raise DataError(f"{label}: {images_name}[.gz] is missing beside the other files in {', '.join(map(str, folders))}")
@@ -75,7 +78,21 @@ def _load(label: str, torchvision_name: str, debian_name: str, option: str | Pat
         if images.dim() != 3 or images.shape[1:] != (28, 28) or images.shape[0] != SIZES[split]:
             raise DataError(f"{path}: expected {SIZES[split]} images of 28x28, found shape {tuple(images.shape)}")
         splits[split] = F.pad(images.unsqueeze(1), (2, 2, 2, 2))  # pad once to 32x32
-    return ImageData(debian_name, splits["train"], splits["test"])
+        labels[split] = _labels(_find(labels_name, folders), SIZES[split])
+    if any(value is None for value in labels.values()):
+        labels = {}  # labels are optional: both splits have them or neither does
+    return ImageData(debian_name, splits["train"], splits["test"], labels.get("train"), labels.get("test"),
+                     CLASSES[torchvision_name] if labels else None)
+
+
+def _labels(path: Path | None, count: int) -> torch.Tensor | None:
+    """The labels of an IDX label file (class indices 0..9), or None when there is none."""
+    if path is None:
+        return None
+    labels = read_idx(path)
+    if labels.shape != (count,) or labels.max() > 9:
+        raise DataError(f"{path}: expected {count} labels from 0 to 9, found shape {tuple(labels.shape)}")
+    return labels.long()
 
 
 def _download(label: str, torchvision_name: str, root: Path, searched: list[Path], hint: str) -> None:

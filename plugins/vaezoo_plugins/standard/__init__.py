@@ -1,5 +1,7 @@
-"""The standard parts every variant can build on: the single-latent structure, the 32x32 conv encoder and decoder, the Bernoulli
-likelihood, the standard normal prior, the analytic and Monte Carlo KL, and the beta-ELBO objective.
+"""The standard parts every variant can build on: the single-latent structure, the 32x32 conv and the
+MLP encoders and decoders, the likelihoods (Bernoulli, continuous Bernoulli, Gaussian, 256-way
+categorical, discretised logistic mixture), the standard normal prior, the analytic and Monte Carlo
+KL, and the beta-ELBO objective.
 
 Registered by name like any plugin's parts; their classes and the recipe presets
 (`vaezoo_plugins.standard.presets`) are a public import path for plugins that extend them.
@@ -10,6 +12,8 @@ from vaezoo.hparams import Param
 from vaezoo_plugins.standard.presets import CONV_PARTS
 
 _HERE = "vaezoo_plugins.standard"
+MLP_PARAMS = (Param("mlp_width", "int", 400, "units per hidden layer of the mlp encoder and decoder", low=1),
+              Param("mlp_layers", "int", 2, "hidden layers of the mlp encoder and decoder", low=0))
 
 
 @hookimpl
@@ -27,18 +31,36 @@ def register_encoders(register):
     register("point", f"{_HERE}.deterministic:PointEncoder", "a registered encoder's trunk and one linear head: "
              "a deterministic code", params=(Param("base_encoder", "str", CONV_PARTS["encoder"],
                                                   "the registered encoder whose trunk is used"),))
+    register("mlp", f"{_HERE}.mlp:MLPEncoder", "dense layers on the flattened input (vectors, small images), "
+             "Gaussian heads for mu and log-variance", params=MLP_PARAMS)
 
 
 @hookimpl
 def register_decoders(register):
     register("conv32", f"{_HERE}.networks:ConvDecoder32",
              "3 dense layers + 3 stride-2 transposed convs to per-pixel logits (32x32 output)")
+    register("mlp", f"{_HERE}.mlp:MLPDecoder", "dense layers to the likelihood's outputs for every value",
+             params=MLP_PARAMS)
 
 
 @hookimpl
 def register_likelihoods(register):
     register("bernoulli", f"{_HERE}.likelihoods:BernoulliLikelihood",
              "Bernoulli pixels from logits: log p(x|z) = -sum BCE-with-logits")
+    register("continuous-bernoulli", f"{_HERE}.likelihoods:ContinuousBernoulliLikelihood",
+             "the Bernoulli with its normaliser: a density on [0, 1] (Loaiza-Ganem & Cunningham 2019)")
+    register("gaussian", f"{_HERE}.likelihoods:GaussianLikelihood",
+             "N(mu, sigma^2) per value; sigma fixed, learnt per value, or predicted by the decoder", params=(
+                 Param("gaussian_variance", "str", "fixed", "fixed (gaussian_std), learnt (one sigma per value, "
+                       "shared by all images) or predicted (by the decoder, per image)",
+                       choices=("fixed", "learnt", "predicted")),
+                 Param("gaussian_std", "float", 0.1, "sigma when fixed; the initial sigma when learnt",
+                       low=0.0, low_exclusive=True)))
+    register("categorical-256", f"{_HERE}.likelihoods:Categorical256Likelihood",
+             "each 8-bit value a 256-way categorical (256 decoder outputs per channel)")
+    register("discretized-logistic", f"{_HERE}.logistic_mixture:DiscretizedLogisticMixture",
+             "mixture of discretised logistics per pixel, channels coupled (Salimans et al. 2017), for 8-bit images",
+             params=(Param("logistic_mixtures", "int", 10, "mixture components per pixel", low=1),))
 
 
 @hookimpl

@@ -8,12 +8,12 @@ from vaezoo.variant import VariantSpec
 
 @hookimpl
 def register_encoders(register):
-    register("mlp", "vaezoo_example.parts:MLPEncoder", "two dense layers, Gaussian heads")
+    register("example-mlp", "vaezoo_example.parts:MLPEncoder", "two dense layers, Gaussian heads")
 
 
 @hookimpl
 def register_decoders(register):
-    register("mlp", "vaezoo_example.parts:MLPDecoder", "two dense layers to per-pixel logits")
+    register("example-mlp", "vaezoo_example.parts:MLPDecoder", "two dense layers to per-pixel logits")
 
 
 @hookimpl
@@ -21,7 +21,7 @@ def register_variants(register):
     register(VariantSpec(
         name="mlp-fashion",
         description="A fully connected VAE: new encoder and decoder, the built-in everything else",
-        parts={"encoder": "mlp", "decoder": "mlp", "likelihood": "bernoulli",
+        parts={"encoder": "example-mlp", "decoder": "example-mlp", "likelihood": "bernoulli",
                "prior": "standard-normal", "divergence": "gaussian-kl"},
         objective="beta-elbo",
         params=(*training_params(lr=1e-3, batch_size=64, epochs=10, latent_dim=10),
