@@ -4,6 +4,8 @@ Larochelle's), and MNIST-style labels; every bad input is one DataError."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -340,3 +342,21 @@ def test_idx_labels_and_dynamic_binarisation_of_real_files():
     binary = load_binarized_mnist(REAL_DATA)
     assert isinstance(binary.train, DynamicBinarization) and set(binary.test.unique().tolist()) == {0, 255}
     assert torch.equal(binary.test, load_binarized_mnist(REAL_DATA).test)  # binarised once, the same every time
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
+                    reason="FashionMNIST not installed")
+def test_binarized_fashion_mnist_is_fashion_mnist_binarised_dynamically():
+    from vaezoo_plugins.datasets.binarized import load_binarized_fashion_mnist
+    from vaezoo_plugins.datasets.idx import load_fashion_mnist
+
+    grey, data = load_fashion_mnist(), load_binarized_fashion_mnist()
+    assert set(data.test.unique().tolist()) == {0, 255} and torch.equal(data.test, load_binarized_fashion_mnist().test)
+    assert torch.equal(data.train_labels, grey.train_labels)
+    # a pixel is 1 about as often as its grey level says (the test set's mean brightness is kept)
+    assert abs(float(data.test.float().mean() - grey.test.float().mean())) < 0.5
+    epochs = [next(iter(data.train.shuffled_batches(64, torch.Generator().manual_seed(0), 0, (0, 1))))
+              for _ in range(2)]
+    assert torch.equal(epochs[0], epochs[1])  # the same draw for the same order (resumable)
+    later = next(iter(data.train.shuffled_batches(64, torch.Generator().manual_seed(1), 0, (0, 1))))
+    assert not torch.equal(epochs[0], later)

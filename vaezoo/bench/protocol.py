@@ -85,7 +85,7 @@ def _check_types(protocol: Protocol) -> None:
 #: whole zoo; variants whose default cost many decoder passes per image are cut to 8 samples.
 FASHION_MNIST = Protocol(
     name="fashion-mnist",
-    datasets={"grey": "fashion-mnist", "binarized": "fashion-mnist-binarized"},
+    datasets={"grey": "fashion-mnist", "binarized": "binarized-fashion-mnist"},
     epochs=2,
     seeds=(0, 1),
     importance_samples=100,

@@ -17,6 +17,8 @@ def register_datasets(register):
              "MNIST digits, 60k/10k grey 28x28 padded to 32x32, 10 classes")
     register("binarized-mnist", f"{_HERE}.binarized:load_binarized_mnist",
              "MNIST binarised anew every epoch (dynamic binarisation); test set binarised once, fixed seed")
+    register("binarized-fashion-mnist", f"{_HERE}.binarized:load_binarized_fashion_mnist",
+             "FashionMNIST binarised anew every epoch (dynamic binarisation); test set binarised once, fixed seed")
     register("binarized-mnist-fixed", f"{_HERE}.binarized:load_binarized_mnist_fixed",
              "the fixed binarisation of Larochelle & Murray 2011: 50k/10k .amat files, padded to 32x32")
     register("cifar10", f"{_HERE}.torchvision_sets:load_cifar10",

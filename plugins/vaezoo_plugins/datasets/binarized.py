@@ -14,7 +14,7 @@ from torch import Tensor
 
 from vaezoo.data import ImageData, cache_dir, data_dir, ordered_batches, shuffled_batches
 from vaezoo.errors import DataError
-from vaezoo_plugins.datasets.idx import load_mnist
+from vaezoo_plugins.datasets.idx import load_fashion_mnist, load_mnist
 
 #: Seeds the fixed binarisations (the test set, ordered reads of the training set).
 FIXED_SEED = 0
@@ -83,13 +83,21 @@ class DynamicBinarization:
             yield binarize(x, _generator(x.device, FIXED_SEED + number))
 
 
+def dynamically_binarized(name: str, grey: ImageData) -> ImageData:
+    """`grey` with its training images binarised anew in every epoch and its test images once, fixed seed."""
+    test = torch.cat([binarize(x, _generator(x.device, FIXED_SEED + n)).mul(255).to(torch.uint8)
+                      for n, x in enumerate(ordered_batches(grey.test, 1000))])
+    return ImageData(name, DynamicBinarization(grey.train), test, grey.train_labels, grey.test_labels, grey.classes)
+
+
 def load_binarized_mnist(option: str | Path | None = None) -> ImageData:
     """MNIST (its IDX files, as `mnist` finds them), training images binarised anew in every epoch."""
-    mnist = load_mnist(option)
-    test = torch.cat([binarize(x, _generator(x.device, FIXED_SEED + n)).mul(255).to(torch.uint8)
-                      for n, x in enumerate(ordered_batches(mnist.test, 1000))])
-    return ImageData("binarized-mnist", DynamicBinarization(mnist.train), test, mnist.train_labels,
-                     mnist.test_labels, mnist.classes)
+    return dynamically_binarized("binarized-mnist", load_mnist(option))
+
+
+def load_binarized_fashion_mnist(option: str | Path | None = None) -> ImageData:
+    """FashionMNIST binarised the same way: the protocol of the VAE literature's FashionMNIST tables."""
+    return dynamically_binarized("binarized-fashion-mnist", load_fashion_mnist(option))
 
 
 def read_amat(path: Path, count: int) -> Tensor:
