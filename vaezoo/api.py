@@ -128,12 +128,14 @@ def evaluate(path: str | Path, *, split: str = "test", importance_samples: int =
     destination = Path(out) if out is not None else artifact.beside(EVAL_FILE)
     if save:
         refuse_overwrite(destination, overwrite)
-    images = _images(artifact, split, data_dir, registry).to(next(model.parameters()).device)
+    images, labels = _labelled(artifact, split, data_dir, registry)
+    images = images.to(next(model.parameters()).device)
     torch.manual_seed(seed)
     started = time.perf_counter()
-    measures = evaluation.evaluate(model, images, importance_samples, batch_size)
+    measures = evaluation.evaluate(model, images, importance_samples, batch_size, labels)
     if region is not None:
-        measures["region"] = evaluation.region_measures(model, images, importance_samples, batch_size, region)
+        measures["region"] = evaluation.region_measures(model, images, importance_samples, batch_size, region,
+                                                        labels)
     result = {
         "source": str(artifact.path), "variant": artifact.spec.name, "dataset": artifact.metadata["dataset"],
         "split": split, "seed": seed, "batch_size": batch_size, **measures,
@@ -174,9 +176,10 @@ def push(path: str | Path, repo_id: str, *, private: bool = False, message: str 
 
 def sample(path: str | Path, out: str | Path | None = None, *, mode: str = "prior", n: int = 64, seed: int = 0,
            split: str = "test", data_dir: str | Path | None = None, device: str = "auto",
-           overwrite: bool = False, sampler: str = DEFAULT_SAMPLER) -> Path:
+           overwrite: bool = False, sampler: str = DEFAULT_SAMPLER, label: int | None = None) -> Path:
     """A PNG grid: samples (from the model's prior, or from a fitted post-hoc `sampler`), test images
-    with their reconstructions, or latent traversals."""
+    with their reconstructions, or latent traversals. `label`: a conditional model's samples all of
+    that class (without it, one row per class)."""
     import torch
 
     from vaezoo.evaluation import pictures
@@ -194,17 +197,25 @@ def sample(path: str | Path, out: str | Path | None = None, *, mode: str = "prio
     registry = get_registry()
     artifact = _open(path, device, registry)
     model = artifact.vae()
+    if label is not None and ("conditional" not in model.capabilities or mode != "prior"):
+        raise UsageError("--label chooses the class of a conditional model's samples (e.g. cvae); "
+                         f"{artifact.spec.name} {'is not conditional' if mode == 'prior' else 'takes it only for samples'}")
+    if label is not None and not 0 <= label < model.classes:
+        raise UsageError(f"--label {label}: {artifact.spec.name} knows classes 0 to {model.classes - 1}")
     drawer = _sampler(artifact, sampler, registry) if mode == "prior" else None
     torch.manual_seed(seed)
     destination.parent.mkdir(parents=True, exist_ok=True)
     if drawer is not None:
-        pictures.samples(model, destination, n, lambda count: drawer.images(model, count))
+        wanted = None if label is None else torch.full((n,), label, device=next(model.parameters()).device)
+        with model.conditioned_on(wanted):
+            pictures.samples(model, destination, n, lambda count: drawer.images(model, count))
         return destination
-    images = _images(artifact, split, data_dir, registry)[:n].to(next(model.parameters()).device)
+    images, labels = _labelled(artifact, split, data_dir, registry)
+    images = images[:n].to(next(model.parameters()).device)
     if mode == "reconstruct":
-        pictures.reconstructions(model, images, destination, n=n)
+        pictures.reconstructions(model, images, destination, n=n, labels=labels)
     else:
-        pictures.traversals(model, images[0], destination)
+        pictures.traversals(model, images[0], destination, None if labels is None else labels[0])
     return destination
 
 
@@ -334,8 +345,19 @@ def _load_dataset(registry: Registry, name: str, data_dir: str | Path | None, hp
 
 def _images(artifact: Artifact, split: str, data_dir: str | Path | None, registry: Registry) -> Tensor:
     """The `split` images of the dataset the model was trained on, checked against its input shape."""
+    return _labelled(artifact, split, data_dir, registry)[0]
+
+
+def _labelled(artifact: Artifact, split: str, data_dir: str | Path | None,
+              registry: Registry) -> tuple[Tensor, Tensor | None]:
+    """The `split` images and, for a conditional model, their labels (else None)."""
     data = _load_dataset(registry, artifact.metadata["dataset"], data_dir, artifact.hp)
     if data.input_shape != artifact.input_shape:
         raise DataError(f"dataset {data.name} gives images of shape {data.input_shape}, "
                         f"but the model expects {artifact.input_shape}")
-    return data.split(split)
+    if "conditional" not in getattr(artifact.module, "capabilities", ()):
+        return data.split(split), None
+    labels = getattr(data, f"{split}_labels")
+    if labels is None:
+        raise DataError(f"{artifact.spec.name} is conditioned on labels, and dataset {data.name} has none")
+    return data.split(split), labels

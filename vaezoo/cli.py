@@ -380,6 +380,8 @@ def sample_command(
     seed: int = typer.Option(0, "--seed", help="Seed for the samples."),
     sampler: str = typer.Option(DEFAULT_SAMPLER, "--sampler", help="Where samples come from: the model's prior, "
                                 "or a post-hoc sampler fitted with `vaezoo fit-sampler` (gmm, maf, iaf, ...)."),
+    label: Optional[int] = typer.Option(None, "--label", help="For a conditional model (cvae): every sample of this "
+                                        "class (default: one row per class)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing picture."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where the dataset files are ($VAEZOO_DATA)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
@@ -391,7 +393,7 @@ def sample_command(
 
     mode = "reconstruct" if reconstruct else "traverse" if traverse else "prior"
     written = sample(source, out_file, mode=mode, n=n, seed=seed, data_dir=data_dir, device=device, overwrite=overwrite,
-                     sampler=sampler)
+                     sampler=sampler, label=label)
     out.print(f"wrote {written}", highlight=False)
 
 

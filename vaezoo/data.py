@@ -86,13 +86,14 @@ def as_float(images: Tensor) -> Tensor:
 
 
 def shuffled_batches(images: Any, batch_size: int, generator: torch.Generator, skip: int = 0,
-                     part: tuple[int, int] = (0, 1)) -> Iterator[Tensor]:
+                     part: tuple[int, int] = (0, 1), labels: Tensor | None = None) -> Iterator[Any]:
     """Float batches in a fresh random order, the incomplete last batch dropped.
 
     `skip` leaves out the first batches of that order (resuming mid-epoch: same order, same place).
     `part` = (rank, size) yields only the rank-th of `size` equal slices of every batch: processes
     that share the generator's state train on disjoint slices of the same global batches.
-    An image source draws the same order from `generator` and yields the same batches.
+    An image source draws the same order from `generator` and yields the same batches. With
+    `labels` (a conditional model's), each item is (images, their labels).
     """
     n = images.shape[0]
     if batch_size > n:
@@ -101,8 +102,12 @@ def shuffled_batches(images: Any, batch_size: int, generator: torch.Generator, s
     if batch_size % size:
         raise DataError(f"batch size {batch_size} does not split into {size} equal parts")
     if not isinstance(images, Tensor):
-        return images.shuffled_batches(batch_size, generator, skip, part)
-    return _shuffled(images, batch_size, generator, skip, rank, batch_size // size)
+        if labels is None:
+            return images.shuffled_batches(batch_size, generator, skip, part)
+        if not getattr(images, "hands_labels", False):
+            raise DataError(f"this dataset's {type(images).__name__} images cannot hand labels to a conditional model")
+        return images.shuffled_batches(batch_size, generator, skip, part, labels=labels)
+    return _shuffled(images, batch_size, generator, skip, rank, batch_size // size, labels)
 
 
 def batch_starts(n: int, batch_size: int, skip: int, rank: int, share: int) -> range:
@@ -111,10 +116,12 @@ def batch_starts(n: int, batch_size: int, skip: int, rank: int, share: int) -> r
 
 
 def _shuffled(images: Tensor, batch_size: int, generator: torch.Generator, skip: int, rank: int,
-              share: int) -> Iterator[Tensor]:
+              share: int, labels: Tensor | None = None) -> Iterator[Any]:
     order = torch.randperm(images.shape[0], generator=generator).to(images.device)
     for start in batch_starts(images.shape[0], batch_size, skip, rank, share):
-        yield as_float(images[order[start:start + share]])
+        chosen = order[start:start + share]
+        x = as_float(images[chosen])
+        yield x if labels is None else (x, labels[chosen.to(labels.device)].to(x.device))
 
 
 def independent_batch(images: Any, batch_size: int, seed: int, step: int, part: tuple[int, int] = (0, 1)) -> Tensor:
@@ -136,6 +143,12 @@ def ordered_batches(images: Any, batch_size: int) -> Iterator[Tensor]:
     if not isinstance(images, Tensor):
         return images.ordered_batches(batch_size)
     return (as_float(images[start:start + batch_size]) for start in range(0, images.shape[0], batch_size))
+
+
+def labelled_batches(images: Any, labels: Tensor | None, batch_size: int) -> Iterator[tuple[Tensor, Tensor | None]]:
+    """(images, their labels or None) in order, as `ordered_batches` cuts them."""
+    for number, x in enumerate(ordered_batches(images, batch_size)):
+        yield x, None if labels is None else labels[number * batch_size:number * batch_size + len(x)].to(x.device)
 
 
 def data_dir(option: str | Path | None) -> Path | None:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from vaezoo.data import ordered_batches
+from vaezoo.data import labelled_batches, ordered_batches
 from vaezoo.errors import NotApplicable
 from vaezoo.model.bounds import importance_log_likelihood
 from vaezoo.model.structure import Structure
@@ -26,17 +26,19 @@ ACTIVE_UNIT_THRESHOLD = 0.01
 
 
 @torch.no_grad()
-def elbo_sums(model: Structure, images: Tensor, batch_size: int = 1000) -> dict[str, Tensor]:
+def elbo_sums(model: Structure, images: Tensor, batch_size: int = 1000, labels: Tensor | None = None) -> dict[str, Tensor]:
     """Sums over `images` of the negative ELBO's terms: "recon", "kl", and where they apply
     "divergence" (a training divergence that is not the KL), "kl_per_dim" (one group with a
     per-dimension KL) and "kl_per_group" (several groups), plus "kl_estimated" (1 when any KL was
     a Monte Carlo estimate).
 
-    Sums rather than means so that shards of a test set (one per process) add up.
+    Sums rather than means so that shards of a test set (one per process) add up. `labels` condition
+    a conditional model (every function here takes them).
     """
     sums: dict[str, Tensor] = {}
-    for x in ordered_batches(images, batch_size):
-        out = model(x)
+    for x, y in labelled_batches(images, labels, batch_size):
+        with model.conditioned_on(y):
+            out = model(x)
         batch = {"recon": out.recon.sum()}
         if not out.has_kl:  # a deterministic code: reconstruction only
             sums = {key: sums[key] + value if key in sums else value for key, value in batch.items()}
@@ -67,9 +69,10 @@ def per_image(sums: Mapping[str, Tensor], n: int) -> dict[str, float | bool | li
     return result
 
 
-def elbo_terms(model: Structure, images: Tensor, batch_size: int = 1000) -> dict[str, float | bool | list[float]]:
+def elbo_terms(model: Structure, images: Tensor, batch_size: int = 1000,
+               labels: Tensor | None = None) -> dict[str, float | bool | list[float]]:
     """Per-image averages of the negative ELBO (beta = 1, no penalty), its reconstruction and KL terms."""
-    return per_image(elbo_sums(model, images, batch_size), images.shape[0])
+    return per_image(elbo_sums(model, images, batch_size, labels), images.shape[0])
 
 
 class RegionLikelihood(nn.Module):
@@ -132,10 +135,10 @@ def bits_basis(support: str | None, dtype: torch.dtype) -> tuple[float, str]:
 
 
 @torch.no_grad()
-def evaluate(model: Structure, images: Tensor, k: int, batch_size: int) -> dict[str, object]:
+def evaluate(model: Structure, images: Tensor, k: int, batch_size: int, labels: Tensor | None = None) -> dict[str, object]:
     """The ELBO terms, importance-sampled -log p(x), active units, reconstruction MSE and the
     structure's own measures, per image; "not_applicable" names what this model lacks and why."""
-    result: dict[str, object] = dict(elbo_terms(model, images, batch_size))
+    result: dict[str, object] = dict(elbo_terms(model, images, batch_size, labels))
     not_applicable: dict[str, str] = {}
     if "neg_elbo" not in result:
         not_applicable["neg_elbo"] = "the model's code is deterministic: it has no KL, so no ELBO"
@@ -144,12 +147,13 @@ def evaluate(model: Structure, images: Tensor, k: int, batch_size: int) -> dict[
         not_applicable["nll"] = "the model has no density to importance-sample (log q(z|x) and log p(z) of its codes)"
     nll = squared_error = 0.0
     codes = []
-    for x in ordered_batches(images, batch_size):
-        if has_density:
-            nll = nll - importance_log_likelihood(model, x, k).sum()
-        squared_error = squared_error + (model.reconstruct(x) - x).pow(2).flatten(1).mean(1).sum()
-        if "flat-code" in model.capabilities:
-            codes.append(model.representation(x))
+    for x, y in labelled_batches(images, labels, batch_size):
+        with model.conditioned_on(y):
+            if has_density:
+                nll = nll - importance_log_likelihood(model, x, k).sum()
+            squared_error = squared_error + (model.reconstruct(x) - x).pow(2).flatten(1).mean(1).sum()
+            if "flat-code" in model.capabilities:
+                codes.append(model.representation(x))
     n = images.shape[0]
     shape = tuple(images.shape[1:])
     offset, basis = bits_basis(model.likelihood_support, images.dtype)
@@ -176,15 +180,18 @@ def evaluate(model: Structure, images: Tensor, k: int, batch_size: int) -> dict[
 
 @torch.no_grad()
 def region_measures(model: Structure, images: Tensor, k: int, batch_size: int,
-                    region: tuple[int, int, int, int]) -> dict[str, object]:
+                    region: tuple[int, int, int, int], labels: Tensor | None = None) -> dict[str, object]:
     """The negative ELBO, its terms and the importance-sampled -log p(x) with log p(x|z) counted on
     `region` only (rows top:bottom, columns left:right): e.g. FashionMNIST's 784 original pixels of
     its zero-padded 32x32 images, the number the literature reports."""
     with counted_on(model, region) as values:
-        terms = elbo_terms(model, images, batch_size)
+        terms = elbo_terms(model, images, batch_size, labels)
         result: dict[str, object] = {"region": list(region), "values": values,
                                      **{key: terms[key] for key in ("neg_elbo", "recon", "kl") if key in terms}}
         if "density" in model.capabilities:
-            nll = sum(float(-importance_log_likelihood(model, x, k).sum()) for x in ordered_batches(images, batch_size))
+            nll = 0.0
+            for x, y in labelled_batches(images, labels, batch_size):
+                with model.conditioned_on(y):
+                    nll += float(-importance_log_likelihood(model, x, k).sum())
             result.update(nll=nll / images.shape[0], importance_samples=k)
     return result

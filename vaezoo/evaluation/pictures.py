@@ -25,10 +25,13 @@ TRAVERSAL_STEPS = 11
 
 
 @torch.no_grad()
-def reconstruction_grid(model: Structure, images: Tensor, n: int = 32, per_row: int = 8) -> Tensor:
-    """Rows of test images, each followed by a row of their reconstructions: [3, H, W] in [0, 1]."""
+def reconstruction_grid(model: Structure, images: Tensor, n: int = 32, per_row: int = 8,
+                        labels: Tensor | None = None) -> Tensor:
+    """Rows of test images, each followed by a row of their reconstructions: [3, H, W] in [0, 1]
+    (`labels`: the images' labels, for a conditional model)."""
     x = as_float(images[:n])
-    recon = model.reconstruct(x)
+    with model.conditioned_on(None if labels is None else labels[:n].to(x.device)):
+        recon = model.reconstruct(x)
     rows = [t for i in range(0, x.shape[0], per_row) for t in (x[i:i + per_row], recon[i:i + per_row])]
     return make_grid(torch.cat(rows), nrow=per_row, pad_value=1.0)
 
@@ -40,20 +43,25 @@ def sample_grid(model: Structure, n: int = 64, draw: Callable[[int], Tensor] | N
 
 
 @torch.no_grad()
-def traversals(model: Structure, image: Tensor, path: Path) -> None:
-    """One row per latent dimension: that dimension swept around the posterior mean of `image`."""
-    z = model.representation(as_float(image[None]))[0]
+def traversals(model: Structure, image: Tensor, path: Path, label: Tensor | None = None) -> None:
+    """One row per latent dimension: that dimension swept around the posterior mean of `image` (of class
+    `label`, for a conditional model, whose decoded rows keep that class)."""
+    with model.conditioned_on(None if label is None else label.reshape(1).to(image.device)):
+        z = model.representation(as_float(image[None]))[0]
     values = torch.linspace(-TRAVERSAL_RANGE, TRAVERSAL_RANGE, TRAVERSAL_STEPS, device=z.device)
     dims = z.shape[0]
     grid = z.repeat(dims, TRAVERSAL_STEPS, 1)  # [D, steps, D]
     index = torch.arange(dims, device=z.device)
     grid[index, :, index] = z[index, None] + values
-    save_image(model.decode_representation(grid.reshape(-1, dims)), path, nrow=TRAVERSAL_STEPS, pad_value=1.0)
+    with model.conditioned_on(None if label is None else label.reshape(1).to(z.device).expand(dims * TRAVERSAL_STEPS)):
+        decoded = model.decode_representation(grid.reshape(-1, dims))
+    save_image(decoded, path, nrow=TRAVERSAL_STEPS, pad_value=1.0)
 
 
-def reconstructions(model: Structure, images: Tensor, path: Path | BinaryIO, n: int = 32, per_row: int = 8) -> None:
+def reconstructions(model: Structure, images: Tensor, path: Path | BinaryIO, n: int = 32, per_row: int = 8,
+                    labels: Tensor | None = None) -> None:
     """The reconstruction grid as a PNG file (or into an open stream)."""
-    save_image(reconstruction_grid(model, images, n, per_row), path, format="png")
+    save_image(reconstruction_grid(model, images, n, per_row, labels), path, format="png")
 
 
 def samples(model: Structure, path: Path | BinaryIO, n: int = 64, draw: Callable[[int], Tensor] | None = None) -> None:
@@ -61,14 +69,16 @@ def samples(model: Structure, path: Path | BinaryIO, n: int = 64, draw: Callable
     save_image(sample_grid(model, n, draw), path, format="png")
 
 
-def epoch_pictures(model: Structure, test_images: Tensor, seed: int = 0) -> dict[str, np.ndarray]:
+def epoch_pictures(model: Structure, test_images: Tensor, seed: int = 0,
+                   test_labels: Tensor | None = None) -> dict[str, np.ndarray]:
     """Reconstructions and prior samples as uint8 [H, W, 3] arrays, for experiment trackers at epoch ends.
 
     The prior samples use their own `seed` (the same noise every epoch, so epochs compare) inside a
     forked random state: drawing them leaves training's random numbers, and so its result, unchanged.
     """
     device = test_images.device
-    drawings = {"reconstructions": lambda: reconstruction_grid(model, test_images), "samples": lambda: sample_grid(model)}
+    drawings = {"reconstructions": lambda: reconstruction_grid(model, test_images, labels=test_labels),
+                "samples": lambda: sample_grid(model)}
     grids = {}
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
@@ -124,14 +134,16 @@ def loss_curves(records: Sequence[dict[str, Any]], path: Path, size: tuple[int, 
     image.save(path)
 
 
-def write_pictures(model: Structure, test_images: Tensor, records: Sequence[dict[str, Any]], folder: Path) -> list[str]:
+def write_pictures(model: Structure, test_images: Tensor, records: Sequence[dict[str, Any]], folder: Path,
+                   test_labels: Tensor | None = None) -> list[str]:
     """reconstructions.png, samples.png, traversals.png and loss.png in `folder`, those that apply;
-    returns a note for each picture left out."""
+    returns a note for each picture left out. `test_labels` condition a conditional model."""
     model.eval()
     notes = []
-    drawings = {"reconstructions.png": lambda path: reconstructions(model, test_images, path),
+    first_label = None if test_labels is None else test_labels[0]
+    drawings = {"reconstructions.png": lambda path: reconstructions(model, test_images, path, labels=test_labels),
                 "samples.png": lambda path: samples(model, path),
-                "traversals.png": lambda path: traversals(model, test_images[0], path),
+                "traversals.png": lambda path: traversals(model, test_images[0], path, first_label),
                 "loss.png": lambda path: loss_curves(records, path)}
     for name, draw in drawings.items():
         try:

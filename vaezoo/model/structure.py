@@ -12,7 +12,8 @@ before training (see CAPABILITIES).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -32,6 +33,7 @@ CAPABILITIES = {
     "prior-samples": "the prior over the latent can be sampled: sample(n) draws real samples",
     "inference-network": "inference_parameters() gives the parameters of q apart from the generative model's",
     "elbo": "every latent group has a KL to its prior, so the ELBO is defined (not so for a deterministic code)",
+    "conditional": "the model is conditioned on each image's label (a dataset with labels; sample --label)",
     "discrete-codes": "the one latent group's sample is an integer grid of codes [B, *code_shape] in "
                       "range(num_codes), and decode_codes(codes) gives the images of such a grid: what a prior "
                       "stage over the codes trains on and samples through",
@@ -159,6 +161,7 @@ class Structure(nn.Module):
     """
 
     input_shape: tuple[int, int, int]  # set by build_model
+    condition: Tensor | None = None  # the labels a conditional structure reads, set by conditioned_on
     #: set by build_model from the likelihood part's `support` ("8-bit", "binary", "continuous"; see
     #: vaezoo.model.parts): what -log p(x) measures, hence how bits per dimension are counted
     likelihood_support: str | None = None
@@ -174,6 +177,19 @@ class Structure(nn.Module):
 
     def forward(self, x: Tensor) -> Pass:  # pragma: no cover - interface
         raise NotImplementedError
+
+    @contextmanager
+    def conditioned_on(self, labels: Tensor | None) -> Iterator[None]:
+        """Within, a conditional structure (capability "conditional") reads `labels` as the labels of
+        the images it is given (`self.condition`); for others, and for None, nothing changes."""
+        if labels is None or "conditional" not in self.capabilities:
+            yield
+            return
+        self.condition = labels
+        try:
+            yield
+        finally:
+            self.condition = None
 
     def importance_draw(self, x: Tensor) -> ImportanceDraw:
         """A sampler of importance-weight terms for `x` (needs "density").

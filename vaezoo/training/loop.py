@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from vaezoo import __version__
 from vaezoo.data import ImageData, independent_batch, shuffled_batches
 from vaezoo.devices import synchronize
-from vaezoo.errors import DataError, NonFiniteLossError, TrainingInterrupted
+from vaezoo.errors import DataError, NonFiniteLossError, TrainingInterrupted, UsageError
 from vaezoo.evaluation.measures import elbo_sums, per_image
 from vaezoo.hparams import HParams
 from vaezoo.model.building import build_model, build_objective, penalised_parameters, trainable_parameters
@@ -179,6 +179,12 @@ def _train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console,
         raise DataError(f"likelihood '{model.recipe.parts['likelihood']}' models 8-bit values, but dataset "
                         f"{setup.data.name} holds real values ({setup.data.dtype})")
     objective = build_objective(model, registry, dataset_size=setup.data.train.shape[0])
+    if "conditional" in model.capabilities:
+        if setup.data.train_labels is None or setup.data.test_labels is None:
+            raise DataError(f"variant {setup.spec.name} is conditioned on labels, and dataset {setup.data.name} has none")
+        if objective.extra_batches:
+            raise UsageError(f"objective '{model.recipe.parts['objective']}' draws extra batches, which carry no labels "
+                             "for a conditional model")
     model.to(device)
     objective.to(device)
     optimizers = build_optimizers(model, objective, hp)
@@ -214,7 +220,7 @@ def _train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console,
         tracking.files([run.path / MODEL], "model")
         from vaezoo.evaluation.pictures import write_pictures
 
-        for note in write_pictures(model, loop.data.test, records, run.path):
+        for note in write_pictures(model, loop.data.test, records, run.path, loop.test_labels):
             console.print(note, highlight=False, soft_wrap=True)
         tracking.files(sorted(run.path.glob("*.png")), "picture")  # the run folder's pictures are all vaezoo's
     return records
@@ -234,6 +240,8 @@ class _Loop:
         self.precision, self.tracking = precision, tracking
         self.data = setup.data.to(setup.device)
         self.world = setup.world
+        self.conditional = "conditional" in model.capabilities  # the batches carry their labels
+        self.test_labels = self.world.shard(self.data.test_labels) if self.conditional else None
         self.forward = self.world.wrap(model, objective)  # objective(model, x, step), under DDP with torchrun
         self.batch_size = setup.hp["batch_size"] * self.world.size  # global: all processes' images per step
         self.watch = Watch()
@@ -256,13 +264,17 @@ class _Loop:
                                  epoch=f"{state.epoch + 1}/{epochs}", stats="")
         order, first_batch, started = state.order(), state.batch, time.perf_counter()
         self.model.train()
-        for x in shuffled_batches(self.data.train, self.batch_size, order, skip=state.batch, part=self.world.part):
+        labels = self.data.train_labels if self.conditional else None
+        for batch in shuffled_batches(self.data.train, self.batch_size, order, skip=state.batch, part=self.world.part,
+                                      labels=labels):
             if state.batch >= total:
                 break
+            x, y = batch if self.conditional else (batch, None)
             for _ in range(self.objective.extra_batches):
                 x = torch.cat([x, independent_batch(self.data.train, self.batch_size, setup.seed, state.step,
                                                     self.world.part)])
-            terms = self.step(x)
+            with self.model.conditioned_on(y):
+                terms = self.step(x)
             if state.step % PROGRESS_EVERY == 0:
                 self.check_finite()
                 self.tracking.steps(state.step, terms)
@@ -361,7 +373,8 @@ class _Loop:
         record: dict[str, Any] = {
             "epoch": state.epoch + 1, "step": state.step,
             "train": _summary(world.total(state.sums), steps * world.size),  # mean over every process
-            "test": per_image(world.total(elbo_sums(self.model, world.shard(self.data.test))), len(self.data.test)),
+            "test": per_image(world.total(elbo_sums(self.model, world.shard(self.data.test),
+                                                    labels=self.test_labels)), len(self.data.test)),
             "images_per_s": images / seconds, "seconds": seconds,
         }
         if state.skipped:
@@ -369,7 +382,7 @@ class _Loop:
         state.finish_epoch(order)
         if world.is_main:
             self.run_dir.append_metrics(record)
-            self.tracking.epoch(record, self.model, self.data.test)
+            self.tracking.epoch(record, self.model, self.data.test, self.test_labels)
         self.records.append(record)
         self.save()
         test = record["test"]

@@ -105,7 +105,8 @@ class Tracking:
         values = torch.stack([value.detach().float() for value in scalars.values()]).tolist()
         self._put("log_metrics", {f"step/{key}": value for key, value in zip(scalars, values)}, step)
 
-    def epoch(self, record: Mapping[str, Any], model: torch.nn.Module, test_images: Tensor) -> None:
+    def epoch(self, record: Mapping[str, Any], model: torch.nn.Module, test_images: Tensor,
+              test_labels: Tensor | None = None) -> None:
         """An epoch's metrics record and its pictures (drawn here, without touching training's random state)."""
         if self._worker is None:
             return
@@ -113,7 +114,7 @@ class Tracking:
 
         metrics = {key: value for key, value in flatten_metrics(record, sep="/").items() if key != "step"}  # the x axis
         self._put("log_metrics", metrics, record["step"])
-        self._put("log_images", epoch_pictures(model, test_images), record["step"])
+        self._put("log_images", epoch_pictures(model, test_images, test_labels=test_labels), record["step"])
 
     def files(self, paths: Iterable[Path], kind: str) -> None:
         """Files written to the run folder: the final model ("model") or pictures ("picture")."""
