@@ -68,7 +68,8 @@ def _check_variant(spec: VariantSpec, registry: Registry, shapes: dict) -> Probl
     try:
         with torch.random.fork_rng(devices=[]):
             model, objective = build_variant(spec.name, input_shape=shape, registry=registry)
-            terms = objective(model, torch.rand(CHECK_BATCH, *shape), 0)
+            with model.conditioned_on(torch.zeros(CHECK_BATCH, dtype=torch.long)):  # read by conditional ones
+                terms = objective(model, torch.rand(CHECK_BATCH, *shape), 0)
         if "loss" not in terms or terms["loss"].dim() != 0:
             return Problem(what, "its objective returned no scalar 'loss' term")
     except Exception as exc:  # a plugin's bug: report it with its traceback, keep checking the others
