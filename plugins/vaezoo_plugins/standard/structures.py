@@ -20,6 +20,8 @@ class SingleLatent(Structure):
     posterior included); "gaussian-posterior" when the encoder declares `gaussian_posterior`.
     """
 
+    graph_safe = True  # its pass is the same tensor operations every time (vaezoo.training.graphs)
+
     def __init__(self, ctx: BuildContext):
         super().__init__()
         self.encoder = ctx.part("encoder")
