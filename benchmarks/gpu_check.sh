@@ -68,14 +68,13 @@ step_graphs_exact() {  # under deterministic algorithms the graph replays the ea
     --steps 50 --rounds 1 --test-images 500
 }
 
-evaluate_big_k() {  # -log p(x) of the whole test set with K = BIG_K, on the run train_and_evaluate trained
-  python3 -m vaezoo evaluate "$WORK/conv-fashion" --device "$DEVICE" --data-dir "$FASHION" -k "$BIG_K" \
-    --out "$WORK/eval-big-k.json" || return
-  python3 - "$WORK/eval-big-k.json" <<'PY'
+evaluate_run() {  # evaluate_run K FILE: the 10-epoch run's measures with K importance samples, in one line
+  python3 -m vaezoo evaluate "$WORK/conv-fashion" --device "$DEVICE" --data-dir "$FASHION" -k "$1" --out "$2" || return
+  python3 - "$2" <<'PY'
 import json, sys
 
 r = json.load(open(sys.argv[1]))
-print(f"K={r['importance_samples']}: -log p(x) {r['nll']:.2f} nats/image, -ELBO {r['neg_elbo']:.2f}, "
+print(f"final test, K={r['importance_samples']}: -ELBO {r['neg_elbo']:.2f} nats/image, -log p(x) {r['nll']:.2f}, "
       f"{r['images']} images on {r['device']} in {r['seconds']:.1f} s")
 PY
 }
@@ -92,17 +91,10 @@ train_and_evaluate() {
   python3 -m vaezoo train conv-fashion --beta 1 --device "$DEVICE" --data-dir "$FASHION" \
     --out "$WORK/conv-fashion" $TRAIN || return
   cp "$WORK/conv-fashion/metrics.jsonl" "$OUT/metrics.jsonl"
-  python3 -m vaezoo evaluate "$WORK/conv-fashion" --device "$DEVICE" --data-dir "$FASHION" -k "$EVAL_K" \
-    --out "$OUT/eval.json" || return
-  python3 - "$OUT/eval.json" <<'PY'
-import json, sys
-
-r = json.load(open(sys.argv[1]))
-print(f"final test -ELBO {r['neg_elbo']:.2f} nats/image, -log p(x) {r['nll']:.2f} (K={r['importance_samples']}), "
-      f"{r['images']} images on {r['device']} in {r['seconds']:.1f} s")
-PY
+  evaluate_run "$EVAL_K" "$OUT/eval.json"
 }
-export -f install_vaezoo environment tests_cuda tests_cpu bench step_graphs step_graphs_exact evaluate_big_k stream train_and_evaluate
+
+export -f install_vaezoo environment tests_cuda tests_cpu bench step_graphs step_graphs_exact evaluate_run stream train_and_evaluate
 
 FAILED=0
 step() {  # step NAME LOG NEEDS_S CAP_S FIGURE_REGEX FUNCTION [ARGS...]: one row of the summary
@@ -136,7 +128,7 @@ step graphs-bits bench.log   20    90   'tolerance'                             
 step bench-256   bench.log   45    120  '^median'                                    bench 256 --eval-k 0
 step stream      bench.log   30    90   '^(median|final loss)'                       stream
 step train-10    train.log   180   270  '^(epoch [0-9]+/|final test)'                train_and_evaluate
-step eval-5000   train.log   20    90   '^K='                                        evaluate_big_k
+step eval-5000   train.log   20    90   '^final test, K='                            evaluate_run "$BIG_K" "$WORK/eval-big-k.json"
 
 {
   echo

@@ -88,6 +88,13 @@ def test_a_part_that_declares_itself_unsafe_falls_back():
     assert "ConvDecoder32 declares graph_safe = False" in refusal_of("conv-fashion", model=model)
 
 
+def test_a_model_conditioned_on_labels_falls_back():
+    """Labels reach a conditional structure as Python state per batch: a graph would keep the first ones."""
+    model, objective = build_variant("conv-fashion")
+    model.capabilities = model.capabilities | {"conditional"}
+    assert "labels" in refusal_of("conv-fashion", model=model)
+
+
 def test_an_optimizer_without_a_fused_step_falls_back():
     model, objective = build_variant("conv-fashion")
     plain = {"model": torch.optim.Adam(model.parameters(), lr=1e-3)}

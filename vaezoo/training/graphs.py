@@ -16,8 +16,9 @@ known to hold (`refusal` says why not, and then the step stays eager, silently):
   host checks are not graph-safe), no --skip-nonfinite (it reads every loss on the host), one
   optimizer with a fused step (no objective that trains its own modules with another);
 - an objective and a structure whose classes declare `graph_safe = True` themselves (a subclass
-  inherits no declaration: overriding a method may read the step) and no module of the model that
-  declares `graph_safe = False`;
+  inherits no declaration: overriding a method may read the step), a model not conditioned on
+  labels (they are handed over as Python state per batch) and no module of the model that declares
+  `graph_safe = False`;
 - a warm-up step that makes no synchronising CUDA call (checked with torch's sync debug mode);
 - a capture that succeeds; and each later batch with the captured batch's shape, dtype and device
   (another batch runs eagerly).
@@ -67,6 +68,8 @@ def refusal(*, device: torch.device, model: nn.Module, objective: nn.Module,
     for name, part in (("objective", objective), ("structure", model)):
         if not declares_graph_safe(part):
             return f"the {name} {type(part).__name__} does not declare graph_safe"
+    if "conditional" in getattr(model, "capabilities", ()):
+        return "the model reads each batch's labels from Python state (conditioned_on)"
     unsafe = sorted({type(m).__name__ for m in model.modules() if getattr(m, "graph_safe", None) is False})
     if unsafe:
         return f"{', '.join(unsafe)} declares graph_safe = False"
