@@ -86,9 +86,10 @@ def test_label_is_refused_for_a_model_that_is_not_conditional(small_run, tmp_pat
 @pytest.mark.slow
 @pytest.mark.skipif(not (REAL_FASHION / "train-images-idx3-ubyte.gz").exists(), reason="FashionMNIST not installed")
 def test_samples_of_a_trained_cvae_are_classified_as_the_requested_label(tmp_path, cli, one_thread):
+    from vaezoo_plugins.datasets.idx import load_fashion_mnist
+
     from vaezoo.data import as_float
     from vaezoo.evaluation.sample_quality import accuracy, train_classifier
-    from vaezoo_plugins.datasets.idx import load_fashion_mnist
 
     run = tmp_path / "cvae"
     result = cli("train", "cvae", "--epochs", "1", "--lr", "1e-3", "--out", str(run), "--device", "cpu")

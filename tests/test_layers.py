@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vaezoo.model.layers import ConvTranspose2d
@@ -58,6 +59,25 @@ def test_one_output_channel_matches_nn_convtranspose2d(in_channels, kernel, stri
     torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
     for g, g_ref in zip(grads, grads_ref, strict=True):
         torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("in_channels, kernel, stride, padding, dilation, bias, size", CASES)
+def test_without_gradients_the_overlap_add_matches_nn_convtranspose2d(in_channels, kernel, stride, padding, dilation,
+                                                                      bias, size, layout, monkeypatch):
+    """Evaluation's path (no gradients): one product for the batch, each tap added into place; F.fold does not run."""
+    reference, fast = twins(in_channels, 1, kernel, stride, padding, dilation=dilation, bias=bias)
+    x = torch.randn(3, in_channels, *size, dtype=torch.float64).contiguous(memory_format=layout)
+    expected = reference(x)
+
+    def no_fold(*args, **kwargs):
+        raise AssertionError("F.fold ran without gradients")
+
+    monkeypatch.setattr(F, "fold", no_fold)
+    with torch.no_grad():
+        y = fast(x)
+    assert y.shape == expected.shape
+    torch.testing.assert_close(y, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_float32_agrees_to_rounding():

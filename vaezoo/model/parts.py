@@ -117,7 +117,9 @@ class Objective(nn.Module):
     `needs` names the model capabilities the objective requires (checked before training).
     `extra_batches` asks the trainer for that many independent random batches of the same size
     appended to x (the step's own batch comes first): for estimators that contrast a batch with an
-    independent one.
+    independent one. A class that sets `graph_safe = True` itself (not inherited) declares that its
+    forward is the same tensor operations at every step (no use of `step`, no host syncs), so the
+    trainer may record the step as a CUDA graph (vaezoo.training.graphs).
     """
 
     l2_weight: float = 0.0

@@ -157,7 +157,9 @@ class Structure(nn.Module):
 
     Subclasses build their parts in __init__ (ctx.part(kind)), implement `forward` and whichever
     of the methods below their capabilities promise; the defaults say what does not apply. A second
-    stage keeps the finished first stage it was built on (ctx.parent) as `self.parent`.
+    stage keeps the finished first stage it was built on (ctx.parent) as `self.parent`. A class that
+    sets `graph_safe = True` itself declares that its forward is the same tensor operations every
+    time, so a training step may be recorded as a CUDA graph (vaezoo.training.graphs).
     """
 
     input_shape: tuple[int, int, int]  # set by build_model

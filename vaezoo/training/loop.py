@@ -31,7 +31,7 @@ from vaezoo.model.structure import Structure
 from vaezoo.registry import Registry
 from vaezoo.storage import checkpoint
 from vaezoo.storage.runs import MODEL, PARENT, RunDir
-from vaezoo.training import resume, rng
+from vaezoo.training import graphs, resume, rng
 from vaezoo.training.distributed import World
 from vaezoo.training.nonfinite import MAX_SKIPS_IN_A_ROW, Watch, describe, nonfinite_now
 from vaezoo.training.precision import Precision
@@ -246,6 +246,9 @@ class _Loop:
         self.batch_size = setup.hp["batch_size"] * self.world.size  # global: all processes' images per step
         self.watch = Watch()
         self.skips_in_a_row = 0
+        self.graph = graphs.StepGraph(self.update, optimizers, graphs.refusal(
+            device=setup.device, model=model, objective=objective, optimizers=optimizers, precision=precision.name,
+            processes=self.world.size, skip_nonfinite=skip_nonfinite))
 
     def done(self) -> bool:
         max_steps = self.setup.max_steps
@@ -297,24 +300,39 @@ class _Loop:
         """One batch: forward, checks, backward, optimizer steps, running sums. None if skipped."""
         state = self.state
         self.world.seed_step(self.setup.seed, state.step)
-        terms = self.forward(x, state.step)
-        state.step += 1
-        state.batch += 1
         if self.skip_nonfinite:
+            terms = self.forward(x, state.step)
+            state.step += 1
+            state.batch += 1
             bad = nonfinite_now(terms)
             if self.world.any(bad is not None):  # distributed: every process skips the same batches
                 self.skip(bad)
                 return None
             self.skips_in_a_row = 0
+            self.apply_gradients(terms)
         else:
+            terms = self.graph(x, state.step)  # the update, eager or replayed from a CUDA graph
+            state.step += 1
+            state.batch += 1
             self.watch.observe(terms, state.step)
+            if self.graph.note is not None:
+                self.console.print(f"[dim]{self.graph.note}[/]", highlight=False, soft_wrap=True)
+                self.graph.note = None
+        for key, value in terms.items():
+            state.sums[key] = state.sums[key] + value.detach() if key in state.sums else value.detach().clone()
+        return terms
+
+    def update(self, x: torch.Tensor, step: int) -> Terms:
+        """Forward, backward and optimizer steps of one batch (what a CUDA graph records)."""
+        terms = self.forward(x, step)
+        self.apply_gradients(terms)
+        return terms
+
+    def apply_gradients(self, terms: Terms) -> None:
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
         _backward(self.precision.scaled(terms), self.model, self.objective)
         self.precision.step(self.optimizers)
-        for key, value in terms.items():
-            state.sums[key] = state.sums[key] + value.detach() if key in state.sums else value.detach().clone()
-        return terms
 
     def where(self, step: int) -> str:
         """'step 37 (epoch 2, batch 5)' for a step of the epoch in progress."""

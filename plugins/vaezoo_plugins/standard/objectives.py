@@ -29,6 +29,7 @@ class BetaELBO(Objective):
     """
 
     needs = frozenset({"elbo"})
+    graph_safe = True  # the same tensor operations at every step: the trainer may record it as a CUDA graph
 
     def __init__(self, ctx: BuildContext, kl_weight: float | None = None):
         super().__init__()

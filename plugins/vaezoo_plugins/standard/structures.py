@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
+from vaezoo.model.bounds import decoded_in_pieces
 from vaezoo.model.distributions import central_value
 from vaezoo.model.parts import BuildContext
 from vaezoo.model.structure import ImportanceDraw, Pass, Structure, latent_group
@@ -18,6 +19,8 @@ class SingleLatent(Structure):
     Provides a density, a flat code and prior samples whatever the encoder's distribution (a flow
     posterior included); "gaussian-posterior" when the encoder declares `gaussian_posterior`.
     """
+
+    graph_safe = True  # its pass is the same tensor operations every time (vaezoo.training.graphs)
 
     def __init__(self, ctx: BuildContext):
         super().__init__()
@@ -39,12 +42,15 @@ class SingleLatent(Structure):
         return Pass([latent_group(q, z, self.prior(), self.divergence)], out, recon)
 
     def importance_draw(self, x: Tensor) -> ImportanceDraw:
-        """Encodes x once; each draw decodes k fresh samples of the same posterior."""
+        """Encodes x once; each draw decodes k fresh samples of the same posterior (in cache-sized pieces)."""
         q, p = self.encoder(x), self.prior()
+
+        def log_likelihood(images: Tensor, z: Tensor) -> Tensor:
+            return self.likelihood.log_prob(images, self.decoder(z))
 
         def draw(k: int) -> tuple[Tensor, Tensor]:
             z = q.rsample((k,))
-            return self.likelihood.log_prob(x, self.decoder(z)), p.log_prob(z) - q.log_prob(z)
+            return decoded_in_pieces(log_likelihood, x, z), p.log_prob(z) - q.log_prob(z)
 
         return draw
 
