@@ -1,0 +1,117 @@
+"""The NVAE structure (Vahdat & Kautz 2020): a bidirectional encoder and a top-down hierarchy of latent groups.
+
+One pass: the bottom-up tower reads x once; the top-down decoder then draws each group from a
+posterior that is a residual move away from that group's prior (both depending on the groups
+above), so every group carries q, p, its sample and its closed-form KL. Spectral regularisation of
+every convolution (and NVAE's BatchNorm-scale penalty) is added to the training loss by the pass
+itself, in train mode only, as `losses["spectral"]` and `losses["bn_scale"]`.
+
+BatchNorm: training uses batch statistics. Evaluation, importance sampling, reconstruction and
+`decode_representation` run in eval mode on the running statistics of training (NVlabs/NVAE does the
+same for its test bound). `sample` first re-estimates the decoder's statistics on prior draws, as
+NVlabs/NVAE does before sampling, on a copy, so the model itself is left unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+
+from vaezoo.model.distributions import DiagonalGaussian
+from vaezoo.model.parts import BuildContext
+from vaezoo.model.structure import ImportanceDraw, LatentGroup, Pass, Structure
+from vaezoo_plugins.nvae.spectral import batchnorm_penalty, spectral_penalty
+from vaezoo_plugins.nvae.towers import BottomUp, Layout, TopDown
+
+#: Prior draws that re-estimate the decoder's BatchNorm statistics before sampling (a cumulative average).
+READJUST_BATCHES, READJUST_SIZE = 10, 100
+
+
+class NVAEHierarchy(Structure):
+    """Groups top first (group 0: the coarsest scale's first); `representation` is the top group's posterior mean."""
+
+    capabilities = frozenset({"density", "flat-code", "prior-samples"})
+
+    def __init__(self, ctx: BuildContext):
+        super().__init__()
+        self.layout = Layout.of(ctx)
+        self.likelihood = ctx.part("likelihood")
+        self.encoder = BottomUp(self.layout, ctx.input_shape[0])
+        self.decoder = TopDown(self.layout, ctx.output_channels)
+        self.spectral_weight = float(ctx.hp["spectral_weight"])
+        # oneDNN's depthwise and small convolutions run 2-3x faster forward and backward on the CPU with
+        # channels_last weights (measured); Module.to changes only the 4-d convolution weights.
+        self.to(memory_format=torch.channels_last)
+
+    def forward(self, x: Tensor) -> Pass:
+        logits, groups = self._infer(self.encoder(x), x.shape[0], lambda q: q.rsample())
+        losses = {}
+        if self.training and self.spectral_weight:
+            losses = {"spectral": self.spectral_weight * spectral_penalty(self.modules()),
+                      "bn_scale": self.spectral_weight * batchnorm_penalty(self.modules())}
+        return Pass(groups, logits, -self.likelihood.log_prob(x, logits), losses=losses)
+
+    def _infer(self, features: list[Tensor], batch: int, choose) -> tuple[Tensor, list[LatentGroup]]:
+        """Decoder output and group records when each group's z is `choose(q)`, q its posterior."""
+        groups: list[LatentGroup] = []
+
+        def draw(group: int, state: Tensor, prior: DiagonalGaussian) -> Tensor:
+            residual = self.encoder.residual(group, features[group], state, prior)
+            q = residual.posterior()
+            z = choose(q)
+            groups.append(LatentGroup(z, residual.kl(), q, prior, name=f"z{group + 1}"))
+            return z
+
+        return self.decoder(batch, draw), groups
+
+    def importance_draw(self, x: Tensor) -> ImportanceDraw:
+        """Runs the bottom-up tower once; each draw repeats only the top-down pass for k samples per image."""
+        features = self.encoder(x)
+        batch = x.shape[0]
+
+        def draw(k: int) -> tuple[Tensor, Tensor]:
+            tiled = [f.repeat(k, 1, 1, 1) for f in features]
+            logits, groups = self._infer(tiled, k * batch, lambda q: q.rsample())
+            log_px_z = self.likelihood.log_prob(x, logits.view(k, batch, *logits.shape[1:]))
+            ratio = sum(g.prior.log_prob(g.sample) - g.posterior.log_prob(g.sample) for g in groups)
+            return log_px_z, ratio.view(k, batch)
+
+        return draw
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """Every group at its posterior mean, top down."""
+        logits, _ = self._infer(self.encoder(x), x.shape[0], lambda q: q.mean)
+        return self.likelihood.mean(logits)
+
+    @torch.no_grad()
+    def sample(self, n: int) -> Tensor:
+        decoder = self._readjusted_decoder()
+        return self.likelihood.mean(decoder(n, lambda group, state, prior: prior.sample()))
+
+    @torch.no_grad()
+    def representation(self, x: Tensor) -> Tensor:
+        """[B, D_top]: the top group's posterior mean (the top group's prior is N(0, I))."""
+        top, = self.encoder(x)[:1]
+        state = self.decoder.initial.expand(x.shape[0], -1, -1, -1)
+        return self.encoder.residual(0, top, state, self.decoder.prior(0, state)).posterior().mean
+
+    @torch.no_grad()
+    def decode_representation(self, z: Tensor) -> Tensor:
+        """Images from top-group codes, every lower group at its prior mean given the groups above."""
+        logits = self.decoder(z.shape[0], lambda group, state, prior: z if group == 0 else prior.mean)
+        return self.likelihood.mean(logits)
+
+    def _readjusted_decoder(self) -> TopDown:
+        """A copy of the decoder whose BatchNorm statistics are the average over prior draws."""
+        decoder = copy.deepcopy(self.decoder)
+        for module in decoder.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.reset_running_stats()
+                module.momentum = None  # a cumulative average over the draws below
+        decoder.train()
+        for _ in range(READJUST_BATCHES):
+            decoder(READJUST_SIZE, lambda group, state, prior: prior.sample())
+        return decoder.eval()
