@@ -19,7 +19,7 @@ from vaezoo.storage.runs import MODEL
 
 from .conftest import REAL_DATA
 
-#: Run in this process and in a fresh one: seeded outputs of the model at argv[1], saved to argv[2].
+#: Run in this process and in a fresh one: seeded outputs of the model at argv[1] (any structure), saved to argv[2].
 OUTPUTS = """
 import sys, torch, vaezoo
 from safetensors.torch import save_file
@@ -29,9 +29,10 @@ x = load_synthetic().test[:16].float() / 255
 torch.manual_seed(7)
 with torch.no_grad():
     p = model(x)
-    save_file({"z": p.z, "recon": p.recon, "kl": p.kl, "mean": model.reconstruct(x), "samples": model.sample(4)},
-              sys.argv[2])
+    save_file({"z": p.groups[0].sample, "recon": p.recon, "kl": p.kl, "mean": model.reconstruct(x),
+               "code": model.representation(x), "samples": model.sample(4)}, sys.argv[2])
 """
+OUTPUT_KEYS = ["code", "kl", "mean", "recon", "samples", "z"]
 
 
 @pytest.fixture
@@ -45,22 +46,29 @@ def exported(small_run, tmp_path_factory):
     return vaezoo.export(small_run, tmp_path_factory.mktemp("export") / "model-export.safetensors")
 
 
-@pytest.mark.slow
-def test_round_trip_in_a_fresh_process(small_run, exported, tmp_path):
-    """Train, export, load the file in a fresh interpreter: identical outputs for the same input and seed."""
-    fresh = subprocess.run([sys.executable, "-c", OUTPUTS, str(exported), str(tmp_path / "fresh.safetensors")],
+def assert_same_outputs_in_a_fresh_process(exported, here, tmp_path, code: str = OUTPUTS,
+                                           keys: list[str] = OUTPUT_KEYS) -> None:
+    """`code` (argv: a model path, an output file) run on `exported` in a fresh interpreter and on
+    `here` in this one saves the same tensors `keys`, bit for bit."""
+    fresh = subprocess.run([sys.executable, "-c", code, str(exported), str(tmp_path / "fresh.safetensors")],
                            capture_output=True, text=True, timeout=300)
     assert fresh.returncode == 0, fresh.stderr
     saved = sys.argv
     try:
-        sys.argv = ["-", str(small_run), str(tmp_path / "here.safetensors")]
-        exec(OUTPUTS, {})
+        sys.argv = ["-", str(here), str(tmp_path / "here.safetensors")]
+        exec(code, {})
     finally:
         sys.argv = saved
     with safe_open(tmp_path / "fresh.safetensors", "pt") as a, safe_open(tmp_path / "here.safetensors", "pt") as b:
-        assert sorted(a.keys()) == ["kl", "mean", "recon", "samples", "z"]
+        assert sorted(a.keys()) == sorted(keys)
         for key in a.keys():
             assert torch.equal(a.get_tensor(key), b.get_tensor(key)), key
+
+
+@pytest.mark.slow
+def test_round_trip_in_a_fresh_process(small_run, exported, tmp_path):
+    """Train, export, load the file in a fresh interpreter: identical outputs for the same input and seed."""
+    assert_same_outputs_in_a_fresh_process(exported, small_run, tmp_path)
 
 
 def test_export_holds_the_run_weights_and_metadata(small_run, exported):

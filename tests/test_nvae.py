@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
 from torch.distributions import Independent, Normal, kl_divergence
 
 import vaezoo
@@ -29,7 +28,8 @@ from vaezoo_plugins.nvae.objective import BALANCE_FLOOR, kl_balancing, kl_warmup
 from vaezoo_plugins.nvae.residual import Residual
 from vaezoo_plugins.nvae.spectral import Conv2d, batchnorm_penalty, spectral_penalty
 
-from .conftest import REAL_DATA
+from .conftest import REAL_DATA, train_in_process
+from .test_export import assert_same_outputs_in_a_fresh_process
 from .test_resume import _start, _when, assert_same_results
 
 #: A small hierarchy: two scales of two groups, few channels (fast enough for unit tests).
@@ -47,6 +47,12 @@ def soft_clamp(x):
 def small_model(build_variant):
     model, objective = build_variant("nvae", **SMALL)
     return model, objective
+
+
+@pytest.fixture
+def evaluated(small_model, synthetic):
+    """The small model in eval mode and three test images."""
+    return small_model[0].eval(), as_float(synthetic.test[:3])
 
 
 # -- the residual parameterisation and the group KLs ---------------------------------------------------
@@ -92,7 +98,7 @@ def test_power_iteration_finds_the_spectral_norm_and_its_gradient(groups):
     exact.backward()
     sigma = conv.spectral_norm(steps=50)
     sigma.backward()
-    assert sigma.item() == pytest.approx(float(exact), rel=1e-4)
+    assert sigma.item() == pytest.approx(exact.item(), rel=1e-4)
     torch.testing.assert_close(conv.weight.grad, reference.grad, rtol=1e-3, atol=1e-4)
     assert {"sr_u", "sr_v"} <= set(conv.state_dict())
 
@@ -230,10 +236,8 @@ def test_objective_weights_the_group_kls_and_logs_the_true_ones(small_model, ste
 # -- importance sampling, pictures ----------------------------------------------------------------------
 
 @torch.no_grad()
-def test_importance_draw_equals_the_generic_path(small_model, synthetic):
-    model, _ = small_model
-    model.eval()
-    x = as_float(synthetic.test[:3])
+def test_importance_draw_equals_the_generic_path(evaluated):
+    model, x = evaluated
     torch.manual_seed(4)
     fast = model.importance_draw(x)(5)
     torch.manual_seed(4)
@@ -244,26 +248,22 @@ def test_importance_draw_equals_the_generic_path(small_model, synthetic):
 
 
 @torch.no_grad()
-def test_importance_draws_in_several_passes_agree_with_the_generic_path(small_model, synthetic, monkeypatch):
+def test_importance_draws_in_several_passes_agree_with_the_generic_path(evaluated, monkeypatch):
     """Passes of at most PASS_IMAGES images: the same log-weight distribution, in the right shape."""
-    model, _ = small_model
-    model.eval()
-    x = as_float(synthetic.test[:2])
-    monkeypatch.setattr(structure, "PASS_IMAGES", 8)  # 4 samples per pass
+    model, x = evaluated
+    monkeypatch.setattr(structure, "PASS_IMAGES", 6)  # 2 samples per pass
     torch.manual_seed(8)
     chunked = sum(model.importance_draw(x)(150))
     generic = sum(Structure.importance_draw(model, x)(150))
-    assert chunked.shape == generic.shape == (150, 2)
+    assert chunked.shape == generic.shape == (150, 3)
     error = ((chunked.var(0) + generic.var(0)) / 150).sqrt()
     assert torch.all((chunked.mean(0) - generic.mean(0)).abs() < 4 * error)
 
 
 @torch.no_grad()
-def test_importance_sampled_bound_rises_with_k(small_model, synthetic):
+def test_importance_sampled_bound_rises_with_k(evaluated):
     """384 draws per image, split into independent sets of k: the k-sample bound grows with k."""
-    model, _ = small_model
-    model.eval()
-    x = as_float(synthetic.test[:3])
+    model, x = evaluated
     torch.manual_seed(5)
     log_w = sum(model.importance_draw(x)(384))  # [384, B]
     bounds = {k: log_mean_exp(log_w.reshape(384 // k, k, -1), dim=1).mean(0) for k in (1, 8, 64)}
@@ -305,29 +305,7 @@ def test_variant_is_registered_torch_free_with_its_parts():
 @pytest.fixture(scope="module")
 def nvae_run(tmp_path_factory) -> Path:
     """Two epochs of 4 steps of a small hierarchy on the synthetic set."""
-    from vaezoo.cli import main
-
-    path = tmp_path_factory.mktemp("nvae") / "run"
-    try:
-        main(["train", *SMALL_NVAE_RUN, "--out", str(path)])
-    except SystemExit as exc:
-        assert not exc.code, f"training the small nvae run failed ({exc.code})"
-    return path
-
-
-#: Seeded outputs of the model at argv[1], saved to argv[2]; run here and in a fresh interpreter.
-OUTPUTS = """
-import sys, torch, vaezoo
-from safetensors.torch import save_file
-from vaezoo_plugins.datasets.synthetic import load_synthetic
-model = vaezoo.load(sys.argv[1])
-x = load_synthetic().test[:8].float() / 255
-torch.manual_seed(7)
-with torch.no_grad():
-    p = model(x)
-    save_file({"recon": p.recon, "kl": p.kl, "top": p.groups[0].sample, "mean": model.reconstruct(x),
-               "code": model.representation(x), "samples": model.sample(4)}, sys.argv[2])
-"""
+    return train_in_process(tmp_path_factory.mktemp("nvae") / "run", *SMALL_NVAE_RUN)
 
 
 @pytest.mark.slow
@@ -346,25 +324,12 @@ def test_run_evaluates_exports_and_loads_in_a_fresh_process(nvae_run, tmp_path, 
     assert measures["active_units"] <= 32 and "not_applicable" not in measures
 
     exported = vaezoo.export(run, tmp_path / "nvae.safetensors")
-    fresh = subprocess.run([sys.executable, "-c", OUTPUTS, str(exported), str(tmp_path / "fresh.safetensors")],
-                           capture_output=True, text=True, timeout=300)
-    assert fresh.returncode == 0, fresh.stderr
-    saved = sys.argv
-    try:
-        sys.argv = ["-", str(run), str(tmp_path / "here.safetensors")]
-        exec(OUTPUTS, {})
-    finally:
-        sys.argv = saved
-    with safe_open(tmp_path / "fresh.safetensors", "pt") as a, safe_open(tmp_path / "here.safetensors", "pt") as b:
-        assert sorted(a.keys()) == ["code", "kl", "mean", "recon", "samples", "top"]
-        for key in a.keys():
-            assert torch.equal(a.get_tensor(key), b.get_tensor(key)), key
+    assert_same_outputs_in_a_fresh_process(exported, run, tmp_path)  # the top group's sample as "z"
 
     decoder = vaezoo.load(vaezoo.export(run, tmp_path / "decoder.safetensors", part="decoder"))
     assert any(k.endswith("sr_u") for k in decoder.state_dict())  # the spectral state travels with the weights
-    monkey_dir = tmp_path / "pictures"
     for mode in ("prior", "reconstruct", "traverse"):
-        assert vaezoo.sample(run, monkey_dir / f"{mode}.png", mode=mode, n=4).is_file()
+        assert vaezoo.sample(run, tmp_path / "pictures" / f"{mode}.png", mode=mode, n=4).is_file()
 
 
 @pytest.mark.slow
