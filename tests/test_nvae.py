@@ -186,6 +186,29 @@ def test_generative_cell_by_hand():
     torch.testing.assert_close(cell(x), x + 0.1 * _se(h, se))
 
 
+@pytest.mark.parametrize("training", [False, True])
+def test_up_cell_is_nvaes_order_of_operations(training):
+    """NVlabs/NVAE upsamples first (nearest in the branch, bilinear before the skip's 1x1 conv); the cell
+    does it later, where it is cheaper: the same output, with running or with batch statistics."""
+    cell = _randomise(GenerativeCell(4, expand=2, resample=1)).train(training)
+    bn0, expand, bn1, _, _, depthwise, bn2, _, project, bn3, se = cell.branch
+
+    def norm(h, bn):
+        if not training:
+            return _bn(h, bn)
+        mean, var = h.mean((0, 2, 3)), h.var((0, 2, 3), correction=0)
+        return (h - mean[:, None, None]) / torch.sqrt(var[:, None, None] + bn.eps) * bn.weight[:, None, None] + bn.bias[:, None, None]
+
+    x = torch.randn(3, 4, 6, 6)
+    up = F.interpolate(x, scale_factor=2, mode="nearest")
+    h = F.conv2d(norm(up, bn0), expand.weight)
+    h = F.conv2d(F.silu(norm(h, bn1)), depthwise.weight, padding=2, groups=8)
+    h = norm(F.conv2d(F.silu(norm(h, bn2)), project.weight), bn3)
+    skip = cell.skip.conv
+    skip = F.conv2d(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True), skip.weight, skip.bias)
+    torch.testing.assert_close(cell(x), skip + 0.1 * _se(h, se), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("cell, shape", [(lambda: EncoderCell(6, -1), (2, 12, 4, 4)),
                                          (lambda: GenerativeCell(6, 2, 1), (2, 3, 16, 16))])
 def test_resampling_cells_change_resolution_and_channels(cell, shape):
