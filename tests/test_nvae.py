@@ -113,8 +113,8 @@ def test_penalties_sum_over_every_convolution_and_batchnorm(small_model):
         expected = sum(float(torch.linalg.matrix_norm(c.weight.reshape(c.out_channels, -1), ord=2)) for c in convs)
         for _ in range(10):  # the power iteration converges over the steps
             penalty = spectral_penalty(model.modules())
-    assert float(penalty) == pytest.approx(expected, rel=1e-3)
-    assert float(batchnorm_penalty(model.modules())) == pytest.approx(len(bns) - 1 + 4.0)
+        assert float(penalty) == pytest.approx(expected, rel=1e-3)
+        assert float(batchnorm_penalty(model.modules())) == pytest.approx(len(bns) - 1 + 4.0)
 
 
 def test_training_pass_adds_the_weighted_penalties_and_evaluation_does_not(build_variant):
