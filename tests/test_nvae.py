@@ -122,8 +122,8 @@ def test_training_pass_adds_the_weighted_penalties_and_evaluation_does_not(build
     x = torch.rand(4, 1, 32, 32)
     u = {k: v.clone() for k, v in model.state_dict().items() if k.endswith("sr_u")}
     out = model(x)
-    assert float(out.losses["bn_scale"]) == pytest.approx(0.5 * float(batchnorm_penalty(model.modules())))
-    assert float(out.losses["spectral"]) > 0
+    assert out.losses["bn_scale"].item() == pytest.approx(0.5 * batchnorm_penalty(model.modules()).item())
+    assert out.losses["spectral"].item() > 0
     moved = {k: v for k, v in model.state_dict().items() if k.endswith("sr_u")}
     assert any(not torch.equal(u[k], moved[k]) for k in u)  # the power iteration advanced, in buffers
     model.eval()
