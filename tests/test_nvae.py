@@ -248,10 +248,11 @@ def test_objective_weights_the_group_kls_and_logs_the_true_ones(small_model, ste
     terms = objective.terms(model, _pass_with_group_kls(kl, sizes), step)
     beta = max(min(step / 3000, 1.0), 1e-4)
     gamma = kl_balancing(kl.detach(), torch.tensor(sizes, dtype=torch.float32)) if beta < 1 else torch.ones(3)
-    assert float(terms["loss"]) == pytest.approx(100 + beta * float((kl.detach() * gamma).sum(1).mean()), rel=1e-6)
-    assert float(terms["kl"]) == pytest.approx(float(kl.detach().sum(1).mean()))
-    assert float(terms["neg_elbo"]) == pytest.approx(100 + float(terms["kl"]))
-    assert float(terms["kl_coeff"]) == pytest.approx(beta)
+    value = {key: terms[key].item() for key in ("loss", "kl", "neg_elbo", "kl_coeff")}
+    assert value["loss"] == pytest.approx(100 + beta * float((kl.detach() * gamma).sum(1).mean()), rel=1e-6)
+    assert value["kl"] == pytest.approx(float(kl.detach().sum(1).mean()))
+    assert value["neg_elbo"] == pytest.approx(100 + value["kl"])
+    assert value["kl_coeff"] == pytest.approx(beta)
     terms["loss"].backward()  # the coefficients are constants in the gradient
     torch.testing.assert_close(kl.grad, (beta * gamma / 2).expand(2, 3))
 
