@@ -95,19 +95,19 @@ def refused(cli):
 SMALL_RUN = ("conv-fashion", "--dataset", "synthetic", "--batch-size", "512", "--epochs", "2", "--device", "cpu")
 
 
-def train_in_process(path: Path, *args: str) -> Path:
-    """`vaezoo train ARGS --out PATH` in this process; fails the test if training fails."""
+def train_into(path: Path, *args: str) -> Path:
+    """`vaezoo train ARGS --out PATH` in this process; the finished run folder."""
     try:
         main(["train", *args, "--out", str(path)])
     except SystemExit as exc:
-        assert not exc.code, f"training {args[0]} into {path} failed ({exc.code})"
+        assert not exc.code, f"training {args[0]} failed ({exc.code})"
     return path
 
 
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory) -> Path:
     """A finished two-epoch synthetic run (2 steps per epoch); copy it before changing it."""
-    return train_in_process(tmp_path_factory.mktemp("small") / "run", *SMALL_RUN)
+    return train_into(tmp_path_factory.mktemp("small") / "run", *SMALL_RUN)
 
 
 @pytest.fixture

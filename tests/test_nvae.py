@@ -28,8 +28,8 @@ from vaezoo_plugins.nvae.objective import BALANCE_FLOOR, kl_balancing, kl_warmup
 from vaezoo_plugins.nvae.residual import Residual
 from vaezoo_plugins.nvae.spectral import Conv2d, batchnorm_penalty, spectral_penalty
 
-from .conftest import REAL_DATA, train_in_process
-from .test_export import assert_same_outputs_in_a_fresh_process
+from .conftest import REAL_DATA, train_into
+from .test_export import OUTPUTS, outputs_fresh_and_here
 from .test_resume import _start, _when, assert_same_results
 
 #: A small hierarchy: two scales of two groups, few channels (fast enough for unit tests).
@@ -316,6 +316,27 @@ def test_codes_samples_and_reconstructions(small_model, synthetic):
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # BN readjusted on a copy
 
 
+def test_inference_parameters_are_those_of_the_posteriors_only(small_model):
+    """The encoder's parameters move every posterior; given the codes, the priors and the decoder
+    output do not depend on them."""
+    model, _ = small_model
+    inference = list(model.inference_parameters())
+    assert {id(p) for p in inference}.isdisjoint(id(p) for p in model.decoder.parameters())
+    assert len(inference) + len(list(model.decoder.parameters())) == len(list(model.parameters()))
+    out = model(torch.rand(4, 1, 32, 32))
+    codes = [g.sample.detach() for g in out.groups]
+    priors = []
+
+    def given(group, state, prior):
+        priors.append(prior.log_prob(codes[group]).sum())
+        return codes[group]
+
+    generative = model.decoder(4, given).sum() + sum(priors)
+    posterior = sum(g.posterior.log_prob(z).sum() for g, z in zip(out.groups, codes))
+    assert all(g is None for g in torch.autograd.grad(generative, inference, allow_unused=True))
+    assert all(g is not None for g in torch.autograd.grad(posterior, inference, allow_unused=True))
+
+
 def test_variant_is_registered_torch_free_with_its_parts():
     code = ("import sys\nfrom vaezoo.registry import get_registry\nr = get_registry()\n"
             "spec = r.variant('nvae')\nassert spec.structure == 'nvae-hierarchy' and spec.objective == 'nvae-elbo'\n"
@@ -329,7 +350,7 @@ def test_variant_is_registered_torch_free_with_its_parts():
 @pytest.fixture(scope="module")
 def nvae_run(tmp_path_factory) -> Path:
     """Two epochs of 4 steps of a small hierarchy on the synthetic set."""
-    return train_in_process(tmp_path_factory.mktemp("nvae") / "run", *SMALL_NVAE_RUN)
+    return train_into(tmp_path_factory.mktemp("nvae") / "run", *SMALL_NVAE_RUN)
 
 
 @pytest.mark.slow
@@ -347,8 +368,10 @@ def test_run_evaluates_exports_and_loads_in_a_fresh_process(nvae_run, tmp_path, 
     assert measures["nll"] <= measures["neg_elbo"] + 1.0 and measures["importance_samples"] == 4
     assert measures["active_units"] <= 32 and "not_applicable" not in measures
 
-    exported = vaezoo.export(run, tmp_path / "nvae.safetensors")
-    assert_same_outputs_in_a_fresh_process(exported, run, tmp_path)  # the top group's sample as "z"
+    fresh, here = outputs_fresh_and_here(OUTPUTS, vaezoo.export(run, tmp_path / "nvae.safetensors"), run, tmp_path)
+    assert sorted(fresh) == ["kl", "mean", "recon", "samples", "z"]  # z: the top group's sample
+    for key, value in fresh.items():
+        assert torch.equal(value, here[key]), key
 
     decoder = vaezoo.load(vaezoo.export(run, tmp_path / "decoder.safetensors", part="decoder"))
     assert any(k.endswith("sr_u") for k in decoder.state_dict())  # the spectral state travels with the weights

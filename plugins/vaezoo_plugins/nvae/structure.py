@@ -15,6 +15,7 @@ NVlabs/NVAE does before sampling, on a copy, so the model itself is left unchang
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -36,7 +37,7 @@ PASS_IMAGES = 512
 class NVAEHierarchy(Structure):
     """Groups top first (group 0: the coarsest scale's first); `representation` is the top group's posterior mean."""
 
-    capabilities = frozenset({"density", "flat-code", "prior-samples"})
+    capabilities = frozenset({"density", "elbo", "flat-code", "prior-samples", "inference-network"})
 
     def __init__(self, ctx: BuildContext):
         super().__init__()
@@ -88,6 +89,10 @@ class NVAEHierarchy(Structure):
             return torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces])
 
         return draw
+
+    def inference_parameters(self) -> Iterator[nn.Parameter]:
+        """The encoder's: the bottom-up tower and the heads and combiners of every posterior."""
+        return self.encoder.parameters()
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
