@@ -32,7 +32,7 @@ def test_list_json_describes_conv_fashion(cli):
     result = cli("list", "--json")
     assert result.code == 0
     spec = {v["name"]: v for v in json.loads(result.out)}["conv-fashion"]
-    assert spec["parts"] == {"encoder": "conv32", "decoder": "conv32", "likelihood": "bernoulli",
+    assert spec["parts"] == {"encoder": "conv", "decoder": "conv", "likelihood": "bernoulli",
                              "prior": "standard-normal", "divergence": "gaussian-kl"}
     assert spec["objective"] == "beta-elbo" and spec["dataset"] == "fashion-mnist"
 

@@ -124,7 +124,7 @@ def test_duplicate_name_in_cli_is_one_error_line(site, tmp_path):
 
         @hookimpl
         def register_encoders(register):
-            register("conv32", "vaezoo_twin:Other")
+            register("conv", "vaezoo_twin:Other")
     """})
     result = run_subprocess("list", env={"PYTHONPATH": str(tmp_path)})
     assert result.returncode == 1

@@ -1,4 +1,5 @@
-"""The standard parts every variant can build on: the 32x32 conv encoder and decoder, the Bernoulli
+"""The standard parts every variant can build on: the conv encoder and decoder (any square power-of-two
+image size: 32x32 is the reference model, 64x64 the Burgess et al. 2018 network), the Bernoulli
 likelihood, the standard normal prior, the analytic and Monte Carlo KL, and the beta-ELBO objective.
 
 Registered by name like any plugin's parts; their classes and the recipe presets
@@ -12,14 +13,15 @@ _HERE = "vaezoo_plugins.standard"
 
 @hookimpl
 def register_encoders(register):
-    register("conv32", f"{_HERE}.networks:ConvEncoder32",
-             "3 stride-2 convs + 2 dense layers, Gaussian heads for mu and log-variance (32x32 input)")
+    register("conv", f"{_HERE}.networks:ConvEncoder",
+             "log2(H/4) stride-2 convs of 32 channels + 2 dense layers of 256, Gaussian heads for mu and "
+             "log-variance (Burgess et al. 2018; square power-of-two images, H >= 8)")
 
 
 @hookimpl
 def register_decoders(register):
-    register("conv32", f"{_HERE}.networks:ConvDecoder32",
-             "3 dense layers + 3 stride-2 transposed convs to per-pixel logits (32x32 output)")
+    register("conv", f"{_HERE}.networks:ConvDecoder",
+             "3 dense layers + log2(H/4) stride-2 transposed convs to per-pixel logits (mirror of the conv encoder)")
 
 
 @hookimpl
