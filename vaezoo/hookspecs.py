@@ -3,7 +3,7 @@
 Every hook receives a `register` callback. Registration only *names* implementations
 ("module:attribute" strings), so listing plugins never imports torch.
 
-    register(name, target, description="")          # parts, objectives, datasets
+    register(name, target, description="")          # parts, objectives, datasets, metrics
     register(VariantSpec(...))                       # variants
 """
 
@@ -50,6 +50,11 @@ def register_objectives(register):
 @hookspec
 def register_datasets(register):
     """Datasets: a loader returning vaezoo.data.ImageData."""
+
+
+@hookspec
+def register_metrics(register):
+    """Metrics: score a representation against a dataset's ground-truth factors (see vaezoo.evaluation.metrics)."""
 
 
 @hookspec

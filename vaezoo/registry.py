@@ -38,6 +38,7 @@ HOOK_KINDS = {
     "register_divergences": "divergence",
     "register_objectives": "objective",
     "register_datasets": "dataset",
+    "register_metrics": "metric",
     "register_variants": "variant",
 }
 KINDS = tuple(HOOK_KINDS.values())
