@@ -212,6 +212,10 @@ class EveryHook:
         register("t-data", "m:load")
 
     @hookimpl
+    def register_metrics(self, register):
+        register("t-metric", "m:METRIC")
+
+    @hookimpl
     def register_variants(self, register):
         register(VariantSpec("t-var", "all test parts", {"encoder": "t-enc", "decoder": "t-dec",
                                                           "likelihood": "t-lik", "prior": "t-prior",
@@ -225,6 +229,6 @@ def test_each_hook_registers_its_kind():
     assert info.error is None
     assert sorted(kind for kind, _ in info.registered) == sorted(HOOK_KINDS.values())
     short = {"encoder": "enc", "decoder": "dec", "likelihood": "lik", "prior": "prior", "divergence": "div",
-             "objective": "obj", "dataset": "data", "variant": "var"}
+             "objective": "obj", "dataset": "data", "metric": "metric", "variant": "var"}
     for kind in HOOK_KINDS.values():
         assert registry.names(kind) == [f"t-{short[kind]}"]

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from torch import Tensor, nn
 
+    from vaezoo.data import ImageData
     from vaezoo.hparams import HParams
     from vaezoo.storage.loading import Artifact
     from vaezoo.variant import VariantSpec
@@ -75,27 +76,35 @@ def resume_training(run: str | Path, *, epochs: int | str | None = None, data_di
 def evaluate(path: str | Path, *, split: str = "test", importance_samples: int = DEFAULT_IMPORTANCE_SAMPLES,
              batch_size: int = DEFAULT_EVAL_BATCH_SIZE, seed: int = 0, data_dir: str | Path | None = None,
              device: str = "auto", out: str | Path | None = None, overwrite: bool = False,
-             save: bool = True) -> dict[str, Any]:
+             save: bool = True, metrics: str | Iterable[str] | None = None,
+             metric_options: Iterable[str] = ()) -> dict[str, Any]:
     """Measure a model on a held-out split; write the result to eval.json beside it unless `save` is False.
 
     Values are per image: neg_elbo, recon, kl, kl_per_dim, nll (importance-sampled -log p(x)),
     posterior_mean_variance, active_units and mse (per pixel); `saved_to` is the file written.
+    `metrics` (registered metric names, or "disentanglement" for all) adds "disentanglement": each
+    metric's scores, settings ("metric.setting=value" in `metric_options` change them) and seed,
+    computed on the whole dataset's factors (docs/disentanglement.md).
     """
     import torch
 
     from vaezoo.evaluation import measures as evaluation
+    from vaezoo.evaluation import metrics as disentanglement
     from vaezoo.storage.runs import atomic_write_json
 
     for name, value in (("importance samples", importance_samples), ("batch size", batch_size)):
         if value < 1:
             raise UsageError(f"{name} must be at least 1, got {value}")
     registry = get_registry()
+    planned = disentanglement.plan(metrics, metric_options, registry) if metrics else []
     artifact = _open(path, device, registry)
     model = artifact.vae()
     destination = Path(out) if out is not None else artifact.beside(EVAL_FILE)
     if save:
         refuse_overwrite(destination, overwrite)
-    images = _images(artifact, split, data_dir, registry).to(next(model.parameters()).device)
+    data = _dataset(artifact, data_dir, registry)
+    grid = disentanglement.EncodedGrid(model, data, batch_size) if planned else None  # checks the factors first
+    images = data.split(split).to(next(model.parameters()).device)
     torch.manual_seed(seed)
     started = time.perf_counter()
     measures = evaluation.evaluate(model, images, importance_samples, batch_size)
@@ -104,6 +113,8 @@ def evaluate(path: str | Path, *, split: str = "test", importance_samples: int =
         "split": split, "seed": seed, "batch_size": batch_size, **measures,
         "seconds": time.perf_counter() - started, "device": str(images.device), "vaezoo_version": __version__,
     }
+    if grid is not None:
+        result["disentanglement"] = disentanglement.run(planned, grid, seed)
     if save:
         destination.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(destination, result)
@@ -194,10 +205,15 @@ def _open(path: str | Path, device: str, registry: Registry) -> Artifact:
     return open_artifact(Path(path), device=resolve_device(device), registry=registry)
 
 
-def _images(artifact: Artifact, split: str, data_dir: str | Path | None, registry: Registry) -> Tensor:
-    """The `split` images of the dataset the model was trained on, checked against its input shape."""
+def _dataset(artifact: Artifact, data_dir: str | Path | None, registry: Registry) -> ImageData:
+    """The dataset the model was trained on, checked against its input shape."""
     data = registry.load("dataset", artifact.metadata["dataset"])(data_dir)
     if data.input_shape != artifact.input_shape:
         raise DataError(f"dataset {data.name} gives images of shape {data.input_shape}, "
                         f"but the model expects {artifact.input_shape}")
-    return data.split(split)
+    return data
+
+
+def _images(artifact: Artifact, split: str, data_dir: str | Path | None, registry: Registry) -> Tensor:
+    """The `split` images of the dataset the model was trained on."""
+    return _dataset(artifact, data_dir, registry).split(split)

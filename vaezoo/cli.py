@@ -206,13 +206,19 @@ def evaluate_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing eval.json."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where the dataset files are ($VAEZOO_DATA)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="Disentanglement metrics on a dataset with "
+                                          "factors: 'disentanglement' for all, or a comma list of names."),
+    metric_option: List[str] = typer.Option([], "--metric-option", help="A metric's setting as "
+                                            "METRIC.SETTING=VALUE, e.g. dci.num_train=2000."),
 ) -> None:
-    """Measure a trained model on held-out images: -ELBO, its terms, -log p(x), active units, MSE."""
+    """Measure a trained model on held-out images: -ELBO, its terms, -log p(x), active units, MSE;
+    with --metrics also disentanglement metrics."""
     from vaezoo.api import evaluate
     from vaezoo.evaluation.measures import ACTIVE_UNIT_THRESHOLD
 
     r = evaluate(source, split=split, importance_samples=importance_samples, batch_size=batch_size, seed=seed,
-                 data_dir=data_dir, device=device, out=out_file, overwrite=overwrite)
+                 data_dir=data_dir, device=device, out=out_file, overwrite=overwrite, metrics=metrics,
+                 metric_options=metric_option)
     out.print(f"{r['variant']} on {r['dataset']} {r['split']}: {r['images']:,} images in {r['seconds']:.1f} s",
               highlight=False)
     table = Table("measure (per image)", "value")
@@ -228,7 +234,22 @@ def evaluate_command(
     for d, variance in enumerate(r["posterior_mean_variance"]):
         per_dim.add_row(str(d), f"{r['kl_per_dim'][d]:.3f}" if "kl_per_dim" in r else "-", f"{variance:.3f}")
     out.print(per_dim)
+    if "disentanglement" in r:
+        out.print(_metrics_table(r["disentanglement"]))
     out.print(f"wrote {r['saved_to']}", highlight=False)
+
+
+def _metrics_table(result: dict) -> Table:
+    """One row per score, each metric's headline score first; the settings are in eval.json."""
+    seed = next(iter(result["metrics"].values()))["seed"]
+    table = Table("metric", "score", "value", "seconds", title=f"Disentanglement of the {result['representation']}",
+                  caption=f"{result['images_encoded']:,} images encoded; seed {seed}; settings in eval.json")
+    for name, m in result["metrics"].items():
+        scores = sorted(m["scores"].items(), key=lambda item: item[0] != m["headline"])
+        for i, (score, value) in enumerate(scores):
+            table.add_row(name if i == 0 else "", score, f"{value:.3f}" if isinstance(value, float) else str(value),
+                          f"{m['seconds']:.1f}" if i == 0 else "")
+    return table
 
 
 @app.command("export")

@@ -16,17 +16,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from vaezoo.errors import UsageError, VaezooError
+from vaezoo.evaluation.ground_truth import EncodedGrid
 from vaezoo.hparams import Param, Schema
 
 if TYPE_CHECKING:
-    from vaezoo.data import ImageData
-    from vaezoo.model.vae import VAE
     from vaezoo.registry import Registry
+
+__all__ = ["ALL", "EncodedGrid", "Metric", "Planned", "plan", "run"]
 
 #: Selects every registered metric.
 ALL = "disentanglement"
-#: Installs scikit-learn, which the classifier-based metrics need.
-METRICS_EXTRA = "pip install 'vaezoo[metrics]'"
 
 
 @dataclass(frozen=True)
@@ -88,19 +87,17 @@ def _load(name: str, registry: Registry) -> Metric:
     return metric
 
 
-def run(planned: list[Planned], model: VAE, data: ImageData, seed: int, batch_size: int) -> dict[str, Any]:
-    """Every planned metric on `model`'s representation of `data`, with its settings, seed and time."""
+def run(planned: list[Planned], grid: EncodedGrid, seed: int) -> dict[str, Any]:
+    """Every planned metric on a model's representation of a dataset, with its settings, seed and time."""
     import numpy as np
 
-    from vaezoo.evaluation.ground_truth import EncodedGrid
-
-    grid = EncodedGrid(model, data, batch_size)
     truth = grid.ground_truth()
     results = {}
     for p in planned:
         started = time.perf_counter()
         scores = p.metric.compute(truth, np.random.default_rng(seed), **p.settings)
-        results[p.name] = {"scores": {k: float(v) for k, v in scores.items()}, "headline": p.metric.headline,
+        results[p.name] = {"scores": {k: v if isinstance(v, int) else float(v) for k, v in scores.items()},
+                           "headline": p.metric.headline,
                            "settings": p.settings, "seed": seed, "seconds": time.perf_counter() - started,
                            "paper": p.metric.paper}
     return {"representation": "posterior mean", "factors": list(truth.names), "factor_sizes": list(truth.sizes),
