@@ -34,6 +34,7 @@ class BuildContext:
     input_shape: tuple[int, int, int]
     built: dict[str, nn.Module] = field(default_factory=dict)
     dataset_size: int | None = None  # training images, for estimators that need N (objectives only)
+    total_steps: int | None = None  # optimiser steps the run will take, for schedules (objectives only)
 
     @property
     def latent_dim(self) -> int:

@@ -86,8 +86,9 @@ def build_model(spec: VariantSpec, hp: HParams, input_shape: tuple[int, int, int
 
 
 def build_objective(spec: VariantSpec, hp: HParams, model: VAE, registry: Registry,
-                    dataset_size: int | None = None) -> Objective:
-    """Build the variant's objective for `model`; it sees the parts and the training-set size."""
-    ctx = BuildContext(hp, model.input_shape, dict(model.named_children()), dataset_size=dataset_size)
+                    dataset_size: int | None = None, total_steps: int | None = None) -> Objective:
+    """Build the variant's objective for `model`; it sees the parts, the training-set size and the run's length."""
+    ctx = BuildContext(hp, model.input_shape, dict(model.named_children()), dataset_size=dataset_size,
+                       total_steps=total_steps)
     ctx.built["model"] = model
     return registry.load("objective", spec.objective)(ctx)

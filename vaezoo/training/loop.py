@@ -51,6 +51,12 @@ class TrainSetup:
     max_steps: int | None = None
     world: World = field(default_factory=World)  # torchrun processes; hp["batch_size"] is per process
 
+    @property
+    def planned_steps(self) -> int:
+        """The optimiser steps the run takes: every epoch's full global batches, or max_steps if fewer."""
+        total = self.hp["epochs"] * (self.data.train.shape[0] // (self.hp["batch_size"] * self.world.size))
+        return total if self.max_steps is None else min(total, self.max_steps)
+
     def config(self) -> dict[str, Any]:
         return {
             "variant": self.spec.name,
@@ -142,7 +148,8 @@ def _train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console,
     hp, device = setup.hp, setup.device
     rng.seed_all(setup.seed)
     model = build_model(setup.spec, hp, setup.data.input_shape, registry)
-    objective = build_objective(setup.spec, hp, model, registry, dataset_size=setup.data.train.shape[0])
+    objective = build_objective(setup.spec, hp, model, registry, dataset_size=setup.data.train.shape[0],
+                                total_steps=setup.planned_steps)
     model.to(device)
     objective.to(device)
     optimizers = build_optimizers(model, objective, hp)
