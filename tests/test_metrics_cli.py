@@ -87,7 +87,8 @@ def test_plan_refuses_bad_names_and_settings(registry, selection, options, words
 def test_a_missing_scikit_learn_is_one_line_naming_the_extra(registry, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else real(name, *a))
-    with pytest.raises(UsageError, match=r"metric dci needs the Python package sklearn.*pip install 'vaezoo\[metrics\]'"):
+    missing = r"metric dci needs the Python package sklearn.*pip install 'vaezoo\[metrics\]'"
+    with pytest.raises(UsageError, match=missing):
         metrics.plan("dci", [], registry)
     assert [p.name for p in metrics.plan("mig,factor-vae-score", [], registry)] == ["mig", "factor-vae-score"]
 

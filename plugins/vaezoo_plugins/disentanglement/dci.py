@@ -13,8 +13,7 @@ import numpy as np
 
 from vaezoo.evaluation.ground_truth import GroundTruth
 from vaezoo.evaluation.metrics import Metric
-from vaezoo.hparams import Param
-from vaezoo_plugins.disentanglement.utils import SKLEARN, seed_for_sklearn
+from vaezoo_plugins.disentanglement.utils import SKLEARN, sample_sizes, seed_for_sklearn, train_and_test
 
 SMOOTHING = 1e-11  # disentanglement_lib adds it to R before taking entropies
 
@@ -55,8 +54,7 @@ def completeness(r: np.ndarray) -> float:
 
 
 def compute(truth: GroundTruth, rng: np.random.Generator, *, num_train: int, num_test: int) -> dict[str, float]:
-    factors, z = truth.sample(num_train, rng)
-    factors_test, z_test = truth.sample(num_test, rng)
+    factors, z, factors_test, z_test = train_and_test(truth, rng, num_train, num_test)
     r, train, test = importance(z, factors, z_test, factors_test, seed_for_sklearn(rng))
     return {"disentanglement": disentanglement(r), "completeness": completeness(r),
             "informativeness_train": train, "informativeness_test": test}
@@ -65,10 +63,10 @@ def compute(truth: GroundTruth, rng: np.random.Generator, *, num_train: int, num
 METRIC = Metric(
     compute=compute,
     params=(
-        Param("num_train", "int", 10_000, "images the trees are trained on", low=2),
-        Param("num_test", "int", 5_000, "images the test accuracy is measured on", low=1),
+        *sample_sizes("images the trees are trained on", "images the test accuracy is measured on"),
     ),
     headline="disentanglement",
-    paper="Eastwood & Williams 2018, A Framework for the Quantitative Evaluation of Disentangled Representations (ICLR)",
+    paper="Eastwood & Williams 2018, A Framework for the Quantitative Evaluation of Disentangled "
+          "Representations (ICLR)",
     requires=SKLEARN,
 )

@@ -19,8 +19,10 @@ from vaezoo_plugins.disentanglement.utils import (
     discrete_mutual_info,
     histogram_discretize,
     logistic_regression,
+    sample_sizes,
     seed_for_sklearn,
     standardize,
+    train_and_test,
 )
 
 
@@ -59,8 +61,7 @@ def explicitness(z: np.ndarray, factors: np.ndarray, z_test: np.ndarray, factors
 
 def compute(truth: GroundTruth, rng: np.random.Generator, *, num_train: int, num_test: int,
             num_bins: int) -> dict[str, float]:
-    factors, z = truth.sample(num_train, rng)
-    factors_test, z_test = truth.sample(num_test, rng)
+    factors, z, factors_test, z_test = train_and_test(truth, rng, num_train, num_test)
     train, test = explicitness(z, factors, z_test, factors_test, seed_for_sklearn(rng))
     return {"modularity_score": modularity(discrete_mutual_info(histogram_discretize(z, num_bins), factors)),
             "explicitness_score_train": train, "explicitness_score_test": test}
@@ -69,8 +70,8 @@ def compute(truth: GroundTruth, rng: np.random.Generator, *, num_train: int, num
 METRIC = Metric(
     compute=compute,
     params=(
-        Param("num_train", "int", 10_000, "images for the mutual information and the classifiers", low=2),
-        Param("num_test", "int", 5_000, "images the test ROC AUC is measured on", low=1),
+        *sample_sizes("images for the mutual information and the classifiers",
+                      "images the test ROC AUC is measured on"),
         Param("num_bins", "int", 20, "equal-width histogram bins per latent", low=1),
     ),
     headline="modularity_score",

@@ -12,8 +12,7 @@ import numpy as np
 
 from vaezoo.evaluation.ground_truth import GroundTruth
 from vaezoo.evaluation.metrics import Metric
-from vaezoo.hparams import Param
-from vaezoo_plugins.disentanglement.utils import SKLEARN, seed_for_sklearn
+from vaezoo_plugins.disentanglement.utils import SKLEARN, sample_sizes, seed_for_sklearn, train_and_test
 
 
 def score_matrix(z: np.ndarray, factors: np.ndarray, z_test: np.ndarray, factors_test: np.ndarray,
@@ -37,16 +36,14 @@ def top_two_gap(scores: np.ndarray) -> float:
 
 
 def compute(truth: GroundTruth, rng: np.random.Generator, *, num_train: int, num_test: int) -> dict[str, float]:
-    factors, z = truth.sample(num_train, rng)
-    factors_test, z_test = truth.sample(num_test, rng)
+    factors, z, factors_test, z_test = train_and_test(truth, rng, num_train, num_test)
     return {"SAP_score": top_two_gap(score_matrix(z, factors, z_test, factors_test, seed_for_sklearn(rng)))}
 
 
 METRIC = Metric(
     compute=compute,
     params=(
-        Param("num_train", "int", 10_000, "images the classifiers are trained on", low=2),
-        Param("num_test", "int", 5_000, "images their accuracy is measured on", low=1),
+        *sample_sizes("images the classifiers are trained on", "images their accuracy is measured on"),
     ),
     headline="SAP_score",
     paper="Kumar et al. 2018, Variational Inference of Disentangled Latent Concepts from Unlabeled Observations (ICLR)",

@@ -7,6 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from vaezoo.evaluation.ground_truth import GroundTruth
+from vaezoo.hparams import Param
+
 SKLEARN = {"sklearn": "pip install 'vaezoo[metrics]'"}
 
 
@@ -67,6 +70,19 @@ def logistic_regression(seed: int) -> Any:
     from sklearn.multiclass import OneVsRestClassifier
 
     return OneVsRestClassifier(LogisticRegression(C=1.0, solver="liblinear", max_iter=100, random_state=seed))
+
+
+def sample_sizes(train_help: str, test_help: str) -> tuple[Param, Param]:
+    """`num_train` and `num_test` with disentanglement_lib's defaults, 10,000 and 5,000 images."""
+    return (Param("num_train", "int", 10_000, train_help, low=2), Param("num_test", "int", 5_000, test_help, low=1))
+
+
+def train_and_test(truth: GroundTruth, rng: np.random.Generator, num_train: int,
+                   num_test: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Factor codes and representations of `num_train` images, then of `num_test` more."""
+    factors, z = truth.sample(num_train, rng)
+    factors_test, z_test = truth.sample(num_test, rng)
+    return factors, z, factors_test, z_test
 
 
 def seed_for_sklearn(rng: np.random.Generator) -> int:
