@@ -6,8 +6,8 @@ data directory or ~/.cache/vaezoo/data. Either way the images come in the offici
 slowest, posY fastest) with their factor codes.
 
 dSprites has no test split. The papers train on all of it, and so does vaezoo: the train split is
-the whole grid, and the test split is a fixed random 10,000 of those images (seed 2017), for the
-per-epoch ELBO and the pictures. Disentanglement metrics sample the whole grid, as
+the whole grid, and the test split is a fixed random 10,000 of those images (seed 2017, in random
+order), for the per-epoch ELBO and the pictures. Disentanglement metrics sample the whole grid, as
 disentanglement_lib does. Details: docs/disentanglement.md.
 """
 
@@ -54,8 +54,8 @@ def load(option: str | Path | None, sizes: tuple[int, ...] = SIZES) -> ImageData
     else:
         images = cached_procedural(chosen or DEFAULT_CACHE, sizes)
     codes = grid_codes(sizes)
-    test_rows = torch.randperm(len(codes), generator=torch.Generator().manual_seed(TEST_SEED))
-    test_rows = test_rows[:TEST_IMAGES].sort().values
+    # In random order, so that the pictures of the first test images show every shape and size.
+    test_rows = torch.randperm(len(codes), generator=torch.Generator().manual_seed(TEST_SEED))[:TEST_IMAGES]
     values = tuple(v[:n] for v, n in zip(FACTOR_VALUES, sizes))
     return ImageData("dsprites", images, images[test_rows], Factors(FACTOR_NAMES, values, codes, codes[test_rows]))
 
