@@ -28,7 +28,7 @@ FACTOR_VALUES: tuple[tuple[float, ...], ...] = (
     tuple(i / 31 for i in range(32)),
 )
 SIZES = tuple(len(v) for v in FACTOR_VALUES)  # (3, 6, 40, 32, 32): 737,280 combinations
-SHAPES = ("square", "ellipse", "heart")
+SHAPES = ("square", "ellipse", "heart")  # shape codes 0, 1, 2
 
 SQUARE_HALF = 9.6
 ELLIPSE_AXES = (12.8, 7.2)
@@ -47,9 +47,9 @@ def centre(pos: Tensor) -> Tensor:
 
 def inside(shape: int, u: Tensor, v: Tensor) -> Tensor:
     """Whether points (u, v), in scale-1 sprite coordinates (u right, v up), lie inside the shape."""
-    if shape == 0:
+    if SHAPES[shape] == "square":
         return (u.abs() <= SQUARE_HALF) & (v.abs() <= SQUARE_HALF)
-    if shape == 1:
+    if SHAPES[shape] == "ellipse":
         a, b = ELLIPSE_AXES
         return (u / a).square() + (v / b).square() <= 1.0
     return _heart(u, v)
