@@ -142,6 +142,6 @@ def _read_cache(data: Path, record_path: Path, count: int) -> Tensor:
     if packed.shape != (count, PIXELS // 8) or packed.dtype != np.uint8:
         raise DataError(f"the dSprites cache {data} holds {packed.dtype} {packed.shape}, "
                         f"not uint8 ({count}, {PIXELS // 8}); {fix}")
-    images = np.unpackbits(packed.reshape(-1))  # flat: several times faster than along axis 1
-    images *= 255
-    return torch.from_numpy(images).view(count, 1, SIZE, SIZE)
+    # Unpacked by torch into one fresh 3 GB tensor (faster here than np.unpackbits and a multiply).
+    bits = torch.from_numpy(packed).reshape(-1, 1) >> torch.arange(7, -1, -1, dtype=torch.uint8)
+    return bits.bitwise_and_(1).mul_(255).view(count, 1, SIZE, SIZE)
