@@ -32,7 +32,7 @@ def test_list_json_describes_conv_fashion(cli):
     result = cli("list", "--json")
     assert result.code == 0
     spec = {v["name"]: v for v in json.loads(result.out)}["conv-fashion"]
-    assert spec["parts"] == {"encoder": "conv32", "decoder": "conv32", "likelihood": "bernoulli",
+    assert spec["parts"] == {"encoder": "conv", "decoder": "conv", "likelihood": "bernoulli",
                              "prior": "standard-normal", "divergence": "gaussian-kl"}
     assert spec["objective"] == "beta-elbo" and spec["dataset"] == "fashion-mnist"
 
@@ -40,7 +40,7 @@ def test_list_json_describes_conv_fashion(cli):
 def test_list_parts_covers_every_kind(cli):
     rows = json.loads(cli("list", "--parts", "--json").out)
     kinds = {r["kind"] for r in rows}
-    assert {"encoder", "decoder", "likelihood", "prior", "divergence", "objective", "dataset"} <= kinds
+    assert {"encoder", "decoder", "likelihood", "prior", "divergence", "objective", "dataset", "metric"} <= kinds
     assert {"kind": "dataset", "name": "synthetic"}.items() <= next(
         r for r in rows if r["name"] == "synthetic").items()
 

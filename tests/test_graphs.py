@@ -85,7 +85,7 @@ def test_a_subclass_inherits_no_declaration():
 def test_a_part_that_declares_itself_unsafe_falls_back():
     model, objective = build_variant("conv-fashion")
     model.decoder.graph_safe = False
-    assert "ConvDecoder32 declares graph_safe = False" in refusal_of("conv-fashion", model=model)
+    assert "ConvDecoder declares graph_safe = False" in refusal_of("conv-fashion", model=model)
 
 
 def test_a_model_conditioned_on_labels_falls_back():

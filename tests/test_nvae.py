@@ -15,6 +15,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch.distributions import Independent, Normal, kl_divergence
+from vaezoo_plugins.nvae import structure
+from vaezoo_plugins.nvae.cells import EncoderCell, GenerativeCell, squeeze_excitation
+from vaezoo_plugins.nvae.objective import BALANCE_FLOOR, kl_balancing, kl_warmup
+from vaezoo_plugins.nvae.residual import Residual
+from vaezoo_plugins.nvae.spectral import Conv2d, batchnorm_penalty, spectral_penalty
 
 import vaezoo
 from vaezoo.data import as_float
@@ -22,11 +27,6 @@ from vaezoo.model import LatentGroup, Pass, Structure
 from vaezoo.model.bounds import importance_log_likelihood, log_mean_exp
 from vaezoo.model.distributions import DiagonalGaussian
 from vaezoo.registry import get_registry
-from vaezoo_plugins.nvae import structure
-from vaezoo_plugins.nvae.cells import EncoderCell, GenerativeCell, squeeze_excitation
-from vaezoo_plugins.nvae.objective import BALANCE_FLOOR, kl_balancing, kl_warmup
-from vaezoo_plugins.nvae.residual import Residual
-from vaezoo_plugins.nvae.spectral import Conv2d, batchnorm_penalty, spectral_penalty
 
 from .conftest import REAL_DATA, train_into
 from .test_export import OUTPUTS, outputs_fresh_and_here

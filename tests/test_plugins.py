@@ -124,7 +124,7 @@ def test_duplicate_name_in_cli_is_one_error_line(site, tmp_path):
 
         @hookimpl
         def register_encoders(register):
-            register("conv32", "vaezoo_twin:Other")
+            register("conv", "vaezoo_twin:Other")
     """})
     result = run_subprocess("list", env={"PYTHONPATH": str(tmp_path)})
     assert result.returncode == 1
@@ -224,6 +224,10 @@ class EveryHook:
         register("t-track", "m:T")
 
     @hookimpl
+    def register_metrics(self, register):
+        register("t-metric", "m:METRIC")
+
+    @hookimpl
     def register_variants(self, register):
         register(VariantSpec("t-var", "all test parts", {"encoder": "t-enc", "decoder": "t-dec",
                                                           "likelihood": "t-lik", "prior": "t-prior",
@@ -238,6 +242,6 @@ def test_each_hook_registers_its_kind():
     assert sorted(kind for kind, _ in info.registered) == sorted(HOOK_KINDS.values())
     short = {"structure": "struct", "encoder": "enc", "decoder": "dec", "likelihood": "lik", "prior": "prior",
              "divergence": "div", "objective": "obj", "sampler": "sampler", "dataset": "data", "tracker": "track",
-             "variant": "var"}
+             "metric": "metric", "variant": "var"}
     for kind in HOOK_KINDS.values():
         assert registry.names(kind) == [f"t-{short[kind]}"]

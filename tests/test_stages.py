@@ -158,7 +158,7 @@ def test_a_swapped_part_brings_its_hyperparameters_and_is_recorded(stage_plugin,
 def test_part_swap_refusals(refused, tmp_path):
     refused("train", "conv-fashion", "--part", "likelihood=nope", "--out", str(tmp_path / "a"),
             words=("unknown likelihood 'nope'",), code=2)
-    refused("train", "conv-fashion", "--part", "flux=conv32", "--out", str(tmp_path / "b"),
+    refused("train", "conv-fashion", "--part", "flux=conv", "--out", str(tmp_path / "b"),
             words=("'flux' is not a part kind",), code=2)
     refused("train", "conv-fashion", "--part", "likelihood", "--out", str(tmp_path / "c"),
             words=("kind=name",), code=2)
@@ -186,7 +186,7 @@ class TypoPlugin:
 class BrokenVariantPlugin:
     @hookimpl
     def register_variants(self, register):
-        register(VariantSpec("t-broken", "parts that do not fit", parts={"encoder": "conv32", "decoder": "conv32",
+        register(VariantSpec("t-broken", "parts that do not fit", parts={"encoder": "conv", "decoder": "conv",
                              "likelihood": "bernoulli", "prior": "standard-normal", "divergence": "gaussian-kl"},
                              objective="tc-decomposed-elbo", params=training_params(lr=1e-3, batch_size=8, epochs=1,
                                                                                    latent_dim=2),

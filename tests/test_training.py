@@ -137,7 +137,7 @@ def test_beta_option_needs_a_variant_with_beta(cli, fresh_registry):
     class NoBeta:
         @hookimpl
         def register_variants(self, register):
-            register(VariantSpec("plain", "no beta", {"encoder": "conv32", "decoder": "conv32",
+            register(VariantSpec("plain", "no beta", {"encoder": "conv", "decoder": "conv",
                                                       "likelihood": "bernoulli", "prior": "standard-normal",
                                                       "divergence": "gaussian-kl"}, "beta-elbo",
                                  training_params(lr=1e-4, batch_size=8, epochs=1, latent_dim=2)))

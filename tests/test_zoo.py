@@ -42,7 +42,7 @@ ZOO = {  # variant -> overrides that keep a smoke run small (the paper defaults 
 }
 PAPER_DEFAULTS = {
     "beta-vae": {"beta": 4.0},
-    "beta-vae-capacity": {"gamma": 1000.0, "capacity_max": 25.0, "capacity_steps": 100_000},
+    "beta-vae-capacity": {"gamma": 1000.0, "capacity_max": 25.0, "capacity_steps": 0},  # 0: the whole run
     "beta-tcvae": {"alpha": 1.0, "beta": 6.0, "gamma": 1.0, "estimator": "mss"},
     "factor-vae": {"gamma": 6.0, "disc_lr": 1e-4, "disc_beta1": 0.5, "disc_beta2": 0.9},
     "gjs-vae": {"alpha": 0.5, "dual": False},

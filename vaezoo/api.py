@@ -106,29 +106,37 @@ def resume_training(run: str | Path, *, epochs: int | str | None = None, data_di
 def evaluate(path: str | Path, *, split: str = "test", importance_samples: int = DEFAULT_IMPORTANCE_SAMPLES,
              batch_size: int = DEFAULT_EVAL_BATCH_SIZE, seed: int = 0, data_dir: str | Path | None = None,
              device: str = "auto", out: str | Path | None = None, overwrite: bool = False,
-             save: bool = True, region: tuple[int, int, int, int] | None = None) -> dict[str, Any]:
+             save: bool = True, region: tuple[int, int, int, int] | None = None,
+             metrics: str | Iterable[str] | None = None, metric_options: Iterable[str] = ()) -> dict[str, Any]:
     """Measure a model on a held-out split; write the result to eval.json beside it unless `save` is False.
 
     Values are per image: neg_elbo, recon, kl, kl_per_dim, nll (importance-sampled -log p(x)),
     posterior_mean_variance, active_units and mse (per pixel); `saved_to` is the file written.
     `region` = (top, bottom, left, right) also measures the ELBO and -log p(x) counting log p(x|z)
     on those rows and columns only (result["region"]).
+    `metrics` (registered metric names, or "disentanglement" for all) adds "disentanglement": each
+    metric's scores, settings ("metric.setting=value" in `metric_options` change them) and seed,
+    computed on the whole dataset's factors (docs/disentanglement.md).
     """
     import torch
 
     from vaezoo.evaluation import measures as evaluation
+    from vaezoo.evaluation import metrics as disentanglement
     from vaezoo.storage.runs import atomic_write_json
 
     for name, value in (("importance samples", importance_samples), ("batch size", batch_size)):
         if value < 1:
             raise UsageError(f"{name} must be at least 1, got {value}")
     registry = get_registry()
+    planned = disentanglement.plan(metrics, metric_options, registry) if metrics else []
     artifact = _open(path, device, registry)
     model = artifact.vae()
     destination = Path(out) if out is not None else artifact.beside(EVAL_FILE)
     if save:
         refuse_overwrite(destination, overwrite)
-    images, labels = _labelled(artifact, split, data_dir, registry)
+    data = _dataset(artifact, data_dir, registry)
+    grid = disentanglement.EncodedGrid(model, data, batch_size) if planned else None  # checks the factors first
+    images, labels = _labelled(artifact, data, split)
     images = images.to(next(model.parameters()).device)
     torch.manual_seed(seed)
     started = time.perf_counter()
@@ -141,6 +149,8 @@ def evaluate(path: str | Path, *, split: str = "test", importance_samples: int =
         "split": split, "seed": seed, "batch_size": batch_size, **measures,
         "seconds": time.perf_counter() - started, "device": str(images.device), "vaezoo_version": __version__,
     }
+    if grid is not None:
+        result["disentanglement"] = disentanglement.run(planned, grid, seed)
     if save:
         destination.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(destination, result)
@@ -210,7 +220,7 @@ def sample(path: str | Path, out: str | Path | None = None, *, mode: str = "prio
         with model.conditioned_on(wanted):
             pictures.samples(model, destination, n, lambda count: drawer.images(model, count))
         return destination
-    images, labels = _labelled(artifact, split, data_dir, registry)
+    images, labels = _labelled(artifact, _dataset(artifact, data_dir, registry), split)
     images = images[:n].to(next(model.parameters()).device)
     if mode == "reconstruct":
         pictures.reconstructions(model, images, destination, n=n, labels=labels)
@@ -343,18 +353,22 @@ def _load_dataset(registry: Registry, name: str, data_dir: str | Path | None, hp
     return entry.load()(data_dir, **{p.name: hp.get(p.name, p.default) for p in entry.params})
 
 
-def _images(artifact: Artifact, split: str, data_dir: str | Path | None, registry: Registry) -> Tensor:
-    """The `split` images of the dataset the model was trained on, checked against its input shape."""
-    return _labelled(artifact, split, data_dir, registry)[0]
-
-
-def _labelled(artifact: Artifact, split: str, data_dir: str | Path | None,
-              registry: Registry) -> tuple[Tensor, Tensor | None]:
-    """The `split` images and, for a conditional model, their labels (else None)."""
+def _dataset(artifact: Artifact, data_dir: str | Path | None, registry: Registry) -> ImageData:
+    """The dataset the model was trained on, checked against its input shape."""
     data = _load_dataset(registry, artifact.metadata["dataset"], data_dir, artifact.hp)
     if data.input_shape != artifact.input_shape:
         raise DataError(f"dataset {data.name} gives images of shape {data.input_shape}, "
                         f"but the model expects {artifact.input_shape}")
+    return data
+
+
+def _images(artifact: Artifact, split: str, data_dir: str | Path | None, registry: Registry) -> Tensor:
+    """The `split` images of the dataset the model was trained on."""
+    return _dataset(artifact, data_dir, registry).split(split)
+
+
+def _labelled(artifact: Artifact, data: ImageData, split: str) -> tuple[Tensor, Tensor | None]:
+    """The `split` images and, for a conditional model, their labels (else None)."""
     if "conditional" not in getattr(artifact.module, "capabilities", ()):
         return data.split(split), None
     labels = getattr(data, f"{split}_labels")

@@ -286,13 +286,18 @@ def evaluate_command(
     region: Optional[str] = typer.Option(None, "--region", help="Also count log p(x|z) on rows and columns "
                                          "TOP:BOTTOM,LEFT:RIGHT only, e.g. 2:30,2:30 for FashionMNIST's 784 "
                                          "original pixels."),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="Disentanglement metrics on a dataset with "
+                                          "factors: 'disentanglement' for all, or a comma list of names."),
+    metric_option: List[str] = typer.Option([], "--metric-option", help="A metric's setting as "
+                                            "METRIC.SETTING=VALUE, e.g. dci.num_train=2000."),
 ) -> None:
-    """Measure a trained model on held-out images: -ELBO, its terms, -log p(x), active units, MSE."""
+    """Measure a trained model on held-out images: -ELBO, its terms, -log p(x), active units, MSE;
+    with --metrics also disentanglement metrics."""
     from vaezoo.api import evaluate
 
     r = evaluate(source, split=split, importance_samples=importance_samples, batch_size=batch_size, seed=seed,
                  data_dir=data_dir, device=device, out=out_file, overwrite=overwrite,
-                 region=None if region is None else _region(region))
+                 region=None if region is None else _region(region), metrics=metrics, metric_options=metric_option)
     out.print(f"{r['variant']} on {r['dataset']} {r['split']}: {r['images']:,} images in {r['seconds']:.1f} s",
               highlight=False)
     out.print(_measures_table(r))
@@ -318,6 +323,8 @@ def evaluate_command(
     for measure, reason in r.get("not_applicable", {}).items():
         out.print(f"{measure}: not applicable, {reason}", highlight=False)
     out.print(f"bits per dimension: -log p(x) as {r['bits_per_dim_basis']}", highlight=False)
+    if "disentanglement" in r:
+        out.print(_metrics_table(r["disentanglement"]))
     out.print(f"wrote {r['saved_to']}", highlight=False)
 
 
@@ -350,6 +357,19 @@ def _measures_table(r: dict) -> Table:
                       f"{r['active_units']} / {len(r['posterior_mean_variance'])}")
     for key, value in r.get("structure_measures", {}).items():
         table.add_row(key.replace("_", " "), f"{value:.4g}")
+    return table
+
+
+def _metrics_table(result: dict) -> Table:
+    """One row per score, each metric's headline score first; the settings are in eval.json."""
+    seed = next(iter(result["metrics"].values()))["seed"]
+    table = Table("metric", "score", "value", "seconds", title=f"Disentanglement of the {result['representation']}",
+                  caption=f"{result['images_encoded']:,} images encoded; seed {seed}; settings in eval.json")
+    for name, m in result["metrics"].items():
+        scores = sorted(m["scores"].items(), key=lambda item: item[0] != m["headline"])
+        for i, (score, value) in enumerate(scores):
+            table.add_row(name if i == 0 else "", score, f"{value:.3f}" if isinstance(value, float) else str(value),
+                          f"{m['seconds']:.1f}" if i == 0 else "")
     return table
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,72 @@ CACHE_ENV = "VAEZOO_CACHE"
 DTYPES = (torch.uint8, torch.float32)
 
 
+@dataclass(frozen=True)
+class Factors:
+    """The ground-truth factors of variation behind a dataset's images (dSprites: shape, scale, ...).
+
+    `values[f]` is factor f's grid of values; a split's codes [N, F] (int64) index into them, one
+    row per image of that split. `rows(codes)` finds the train images showing given factor codes:
+    metrics that fix a factor and need images of it (BetaVAE, FactorVAE scores) look them up here.
+    """
+
+    names: tuple[str, ...]
+    values: tuple[tuple[float, ...], ...]
+    train: Tensor
+    test: Tensor
+
+    def __post_init__(self):
+        if not self.names or len(self.names) != len(self.values) or not all(self.values):
+            raise DataError("factors need a name and a non-empty grid of values for each factor")
+        for split in ("train", "test"):
+            codes = getattr(self, split)
+            if codes.dtype != torch.int64 or codes.dim() != 2 or codes.shape[1] != len(self.names):
+                raise DataError(f"factor codes of the {split} split must be an int64 tensor [N, {len(self.names)}]")
+            if len(codes) and ((codes < 0).any() or (codes >= torch.tensor(self.sizes)).any()):
+                raise DataError(f"factor codes of the {split} split fall outside the factors' grids {self.sizes}")
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(len(v) for v in self.values)
+
+    def split(self, name: str) -> Tensor:
+        if name not in ("train", "test"):
+            raise DataError(f"unknown split '{name}': use train or test")
+        return getattr(self, name)
+
+    @property
+    def complete(self) -> bool:
+        """Whether the train split shows every combination of factor values."""
+        keys = self._index[0]
+        distinct = 1 + int((keys[1:] != keys[:-1]).sum()) if len(keys) else 0
+        return distinct == int(torch.tensor(self.sizes).prod())
+
+    def rows(self, codes: Tensor) -> Tensor:
+        """Rows of the train split showing each combination in `codes` [n, F]; an absent one is an error."""
+        keys, order = self._index
+        wanted = self._keys(codes)
+        at = torch.searchsorted(keys, wanted).clamp_(max=len(keys) - 1)
+        missing = keys[at] != wanted
+        if missing.any():
+            raise DataError(f"factor codes {codes[missing][0].tolist()} are not in the train split")
+        return order[at]
+
+    def _keys(self, codes: Tensor) -> Tensor:
+        """Each combination's index in the grid in row-major order (the last factor varies fastest)."""
+        strides = torch.tensor(self.sizes[::-1]).cumprod(0).flip(0)[1:].tolist() + [1]
+        return codes @ torch.tensor(strides)
+
+    @cached_property
+    def _index(self) -> tuple[Tensor, Tensor]:
+        return torch.sort(self._keys(self.train), stable=True)
+
+
 @dataclass
 class ImageData:
     """Train and test splits [N, C, H, W] (uint8 0..255 or float32), already padded; optional labels.
 
     `train_labels` / `test_labels`: int64 [N] class indices; `classes`: their names, when known.
+    `factors`, when the dataset has them, gives the ground-truth factor codes of each image.
     """
 
     name: str
@@ -43,6 +105,7 @@ class ImageData:
     train_labels: Tensor | None = None
     test_labels: Tensor | None = None
     classes: tuple[str, ...] | None = None
+    factors: Factors | None = None
 
     def __post_init__(self):
         for split in ("train", "test"):
@@ -53,6 +116,9 @@ class ImageData:
             if labels is not None and (labels.dtype != torch.int64 or labels.shape != (len(t),)):
                 raise DataError(f"dataset {self.name}: {split}_labels must be int64 [{len(t)}], "
                                 f"found {labels.dtype} {tuple(labels.shape)}")
+            if self.factors is not None and len(self.factors.split(split)) != t.shape[0]:
+                raise DataError(f"dataset {self.name}: {split} has {t.shape[0]} images but "
+                                f"{len(self.factors.split(split))} rows of factor codes")
         if self.train.shape[1:] != self.test.shape[1:] or self.train.dtype != self.test.dtype:
             raise DataError(f"dataset {self.name}: train and test differ in shape or type "
                             f"({tuple(self.train.shape[1:])} {self.train.dtype}, {tuple(self.test.shape[1:])} {self.test.dtype})")

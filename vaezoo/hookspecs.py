@@ -3,7 +3,7 @@
 Every hook receives a `register` callback. Registration only *names* implementations
 ("module:attribute" strings), so listing plugins never imports torch.
 
-    register(name, target, description="", params=())  # parts, objectives, datasets
+    register(name, target, description="", params=())  # parts, objectives, datasets, metrics
     register(VariantSpec(...))                          # variants
 
 `params` is a tuple of vaezoo.hparams.Param: hyperparameters a part reads from ctx.hp, or a
@@ -70,6 +70,11 @@ def register_datasets(register):
 @hookspec
 def register_trackers(register):
     """Experiment trackers (`vaezoo train --track NAME`): a factory () -> vaezoo.training.tracker.Tracker."""
+
+
+@hookspec
+def register_metrics(register):
+    """Metrics: score a representation against a dataset's ground-truth factors (see vaezoo.evaluation.metrics)."""
 
 
 @hookspec

@@ -43,6 +43,7 @@ HOOK_KINDS = {
     "register_samplers": "sampler",
     "register_datasets": "dataset",
     "register_trackers": "tracker",
+    "register_metrics": "metric",
     "register_variants": "variant",
 }
 KINDS = tuple(HOOK_KINDS.values())

@@ -44,13 +44,15 @@ def build_model(spec: VariantSpec, hp: HParams | Mapping, input_shape: tuple[int
     return model
 
 
-def build_objective(model: Structure, registry: Registry, dataset_size: int | None = None) -> Objective:
-    """The objective of `model`'s recipe; it sees the model's parts and the training-set size."""
+def build_objective(model: Structure, registry: Registry, dataset_size: int | None = None,
+                    total_steps: int | None = None) -> Objective:
+    """The objective of `model`'s recipe; it sees the model's parts, the training-set size and the
+    run's planned optimiser steps (for schedules)."""
     recipe = model.recipe
     factory = registry.load("objective", recipe.parts["objective"])
     check_needs(f"objective '{recipe.parts['objective']}'", factory, model)
     ctx = BuildContext(model.hp, model.input_shape, dict(model.named_children()), dataset_size=dataset_size,
-                       parts=recipe.parts, registry=registry)
+                       total_steps=total_steps, parts=recipe.parts, registry=registry)
     ctx.built["model"] = model
     return factory(ctx)
 

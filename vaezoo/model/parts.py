@@ -60,6 +60,7 @@ class BuildContext:
     parts: Mapping[str, str] = field(default_factory=dict)  # kind -> registered name
     registry: Registry | None = None
     parent: nn.Module | None = None  # a finished earlier stage this model builds on (frozen)
+    total_steps: int | None = None  # optimiser steps the run will take, for schedules (objectives only)
 
     @property
     def latent_dim(self) -> int:

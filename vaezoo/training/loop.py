@@ -61,6 +61,12 @@ class TrainSetup:
     precision: str = "32"  # --precision: 32, bf16 or 16 (precision.py)
     trackers: tuple[str, ...] = ()  # --track: recorded so resume continues them; they do not change the result
 
+    @property
+    def planned_steps(self) -> int:
+        """The optimiser steps the run takes: every epoch's full global batches, or max_steps if fewer."""
+        total = self.hp["epochs"] * (self.data.train.shape[0] // (self.hp["batch_size"] * self.world.size))
+        return total if self.max_steps is None else min(total, self.max_steps)
+
     def config(self) -> dict[str, Any]:
         optional = {"parts": dict(self.parts), "parent": self.parent_metadata}
         return {
@@ -178,7 +184,8 @@ def _train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console,
     if model.likelihood_support == "8-bit" and setup.data.dtype != torch.uint8:
         raise DataError(f"likelihood '{model.recipe.parts['likelihood']}' models 8-bit values, but dataset "
                         f"{setup.data.name} holds real values ({setup.data.dtype})")
-    objective = build_objective(model, registry, dataset_size=setup.data.train.shape[0])
+    objective = build_objective(model, registry, dataset_size=setup.data.train.shape[0],
+                                total_steps=setup.planned_steps)
     if "conditional" in model.capabilities:
         if setup.data.train_labels is None or setup.data.test_labels is None:
             raise DataError(f"variant {setup.spec.name} is conditioned on labels, and dataset {setup.data.name} has none")

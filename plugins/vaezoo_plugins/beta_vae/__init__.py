@@ -31,7 +31,8 @@ def register_variants(register):
             *CONV_TRAINING,
             Param("gamma", "float", 1000.0, "weight of |KL - C|", low=0.0),
             Param("capacity_max", "float", 25.0, "final target KL C_max in nats", low=0.0),
-            Param("capacity_steps", "int", 100_000, "steps over which C rises linearly from 0 to C_max", low=1),
+            Param("capacity_steps", "int", 0, "steps over which C rises linearly from 0 to C_max; 0 = the whole "
+                  "run (epochs x steps per epoch, or --max-steps), so that C_max is reached", low=0),
             *beta_elbo_params(beta=None),
         ),
         paper="Burgess et al. 2018, Understanding disentangling in beta-VAE, arXiv 1804.03599",

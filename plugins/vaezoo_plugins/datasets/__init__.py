@@ -1,5 +1,6 @@
 """Built-in datasets: FashionMNIST, MNIST and binarised MNIST (IDX or .amat files, or a torchvision
-download), CIFAR-10, CelebA 64x64, your own image folder or tensor file, and synthetic shapes."""
+download), CIFAR-10, CelebA 64x64, dSprites (official file or drawn procedurally), your own image
+folder or tensor file, and synthetic shapes."""
 
 from vaezoo import hookimpl
 from vaezoo.hparams import Param
@@ -25,6 +26,9 @@ def register_datasets(register):
              "CIFAR-10, 50k/10k colour 32x32, 10 classes (its binary version: nothing unpickled)")
     register("celeba", f"{_HERE}.torchvision_sets:load_celeba",
              "CelebA aligned faces, 148x148 centre crop resized to 64x64 colour, official train/test split")
+    register("dsprites", f"{_HERE}.dsprites:load_dsprites",
+             "dSprites, 737,280 binary 64x64 sprites with 5 ground-truth factors; the official npz from "
+             "--data-dir, else drawn procedurally (cached)")
     register("image-folder", f"{_HERE}.image_folder:load_image_folder",
              "your folder of PNG/JPEG images (--data-dir), optionally one subfolder per class", params=(
                  Param("image_size", "int", 64, "side of the square images, in pixels", low=1, high=4096),

@@ -36,7 +36,7 @@ class IAFEncoder(nn.Module):
         base_name = str(ctx.hp["iaf_base"])
         registry = ctx.registry or get_registry()
         if registry.get("encoder", base_name).target == f"{__name__}:{type(self).__name__}":
-            raise UsageError(f"iaf_base '{base_name}' is an IAF encoder itself; name the encoder it wraps (e.g. conv32)")
+            raise UsageError(f"iaf_base '{base_name}' is an IAF encoder itself; name the encoder it wraps (e.g. conv)")
         self.base = ctx.build("encoder", base_name)
         if not (isinstance(getattr(self.base, "trunk", None), nn.Module) and callable(getattr(self.base, "posterior", None))):
             raise UsageError(f"encoder '{base_name}' cannot be the base of an IAF posterior: it needs a trunk(x) "

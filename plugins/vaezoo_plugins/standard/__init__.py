@@ -1,5 +1,6 @@
-"""The standard parts every variant can build on: the single-latent structure, the 32x32 conv and the
-MLP encoders and decoders, the likelihoods (Bernoulli, continuous Bernoulli, Gaussian, 256-way
+"""The standard parts every variant can build on: the single-latent structure, the conv encoder and
+decoder (any square power-of-two image size: 32x32 is the reference model, 64x64 the Burgess et al.
+2018 network) and the MLP ones, the likelihoods (Bernoulli, continuous Bernoulli, Gaussian, 256-way
 categorical, discretised logistic mixture), the standard normal prior, the analytic and Monte Carlo
 KL, and the beta-ELBO objective.
 
@@ -26,8 +27,9 @@ def register_structures(register):
 
 @hookimpl
 def register_encoders(register):
-    register("conv32", f"{_HERE}.networks:ConvEncoder32",
-             "3 stride-2 convs + 2 dense layers, Gaussian heads for mu and log-variance (32x32 input)")
+    register("conv", f"{_HERE}.networks:ConvEncoder",
+             "log2(H/4) stride-2 convs of 32 channels + 2 dense layers of 256, Gaussian heads for mu and "
+             "log-variance (Burgess et al. 2018; square power-of-two images, H >= 8)")
     register("point", f"{_HERE}.deterministic:PointEncoder", "a registered encoder's trunk and one linear head: "
              "a deterministic code", params=(Param("base_encoder", "str", CONV_PARTS["encoder"],
                                                   "the registered encoder whose trunk is used"),))
@@ -37,8 +39,8 @@ def register_encoders(register):
 
 @hookimpl
 def register_decoders(register):
-    register("conv32", f"{_HERE}.networks:ConvDecoder32",
-             "3 dense layers + 3 stride-2 transposed convs to per-pixel logits (32x32 output)")
+    register("conv", f"{_HERE}.networks:ConvDecoder",
+             "3 dense layers + log2(H/4) stride-2 transposed convs to per-pixel logits (mirror of the conv encoder)")
     register("mlp", f"{_HERE}.mlp:MLPDecoder", "dense layers to the likelihood's outputs for every value",
              params=MLP_PARAMS)
 

@@ -7,8 +7,8 @@ from vaezoo.hparams import Param, training_params
 
 #: The parts of the reference model (conv-fashion), reused by variants that change only one of them.
 CONV_PARTS = {
-    "encoder": "conv32",
-    "decoder": "conv32",
+    "encoder": "conv",
+    "decoder": "conv",
     "likelihood": "bernoulli",
     "prior": "standard-normal",
     "divergence": "gaussian-kl",
