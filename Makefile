@@ -24,11 +24,19 @@ $(VENV)/.installed-docs: $(VENV)/.installed
 	touch $@
 
 # Without internet, FashionMNIST comes from Debian's package; elsewhere torchvision downloads it.
+# In CI (CI=true) the real-data tests must run, so a failed install stops here instead.
 data:
 	@if [ ! -f $(FASHION) ] && command -v apt-get >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  ($$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist) \
-	    || echo "note: dataset-fashion-mnist not installed; vaezoo will try to download FashionMNIST"; \
+	  if ! ($$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist); then \
+	    if [ "$$CI" = true ]; then \
+	      echo "error: dataset-fashion-mnist could not be installed; CI needs it for the real-data tests" >&2; exit 1; \
+	    fi; \
+	    echo "note: dataset-fashion-mnist not installed; vaezoo will try to download FashionMNIST"; \
+	  fi; \
+	fi
+	@if [ "$$CI" = true ] && [ ! -f $(FASHION) ]; then \
+	  echo "error: $(FASHION) is missing; CI needs FashionMNIST for the real-data tests" >&2; exit 1; \
 	fi
 
 # The browser test skips without Chromium (and fails in CI, where .ci/run calls this first).

@@ -127,9 +127,11 @@ def render(results: dict[str, list[dict]], args: argparse.Namespace, options: tu
               f"--seeds {' '.join(map(str, args.seeds))}{' --quick' if args.quick else ''}`.")
     settings = ", ".join(f"`{o}`" for o in options)
     elbo = ", ".join(f"{m} {v:.1f}" for m, v in neg_elbo.items())
+    pictures = ["| model | latent traversal (seed " + str(args.seeds[0]) + ", first test image, -3 to +3) |",
+                "|---|---|", *(f"| {MODELS[m]} | ![](images/dsprites-traversals-{m}.png) |" for m in results)]
     return "\n".join([*lines, "", f"Budget: {budget}", "",
                       f"Metric settings: disentanglement_lib's, except {settings}.", "",
-                      f"Test -ELBO (nats, beta = 1, mean over seeds): {elbo}."])
+                      f"Test -ELBO (nats, beta = 1, mean over seeds): {elbo}.", "", *pictures])
 
 
 def write_table(path: Path, table: str) -> None:

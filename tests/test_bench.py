@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from dataclasses import replace as dataclasses_replace
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,34 @@ def test_report_reads_the_cells_and_summarises_over_seeds(bench, tmp_path):
     assert (tmp_path / "results.md").read_text() == text
 
 
+def test_sample_quality_is_scored_per_sampler(bench, tmp_path, monkeypatch):
+    """Each sampler's scores are those of its own draw (the gmm fitted first), against the same test images."""
+    import dataclasses
+    import shutil
+
+    import torch
+
+    import vaezoo
+    from vaezoo.bench import runner
+    from vaezoo.data import as_float
+    from vaezoo.evaluation import sample_quality as quality
+
+    folder = Path(shutil.copytree(bench / "grey" / "conv-fashion" / "seed-0", tmp_path / "run"))
+    torch.manual_seed(0)
+    classifier = quality.FeatureClassifier((1, 32, 32), 10).eval()  # synthetic data has no labels to train one
+    monkeypatch.setattr(runner, "load_or_train_classifier", lambda *args: classifier)
+    protocol = dataclasses.replace(TINY, samplers=("prior", "gmm"))
+    scores = runner.sample_quality(folder, protocol, tmp_path, get_registry(), seed=3, device="cpu")
+    real = as_float(get_registry().load("dataset", "synthetic")(None).test[:64])
+    assert (folder / "sampler-gmm.safetensors").is_file()
+    for sampler in ("prior", "gmm"):
+        drawn = vaezoo.draw(folder, 64, sampler=sampler, seed=3, device="cpu")
+        assert scores[sampler] == quality.sample_quality(classifier, real, drawn)
+    assert scores["prior"] != scores["gmm"]
+    report = write_report(bench, protocol, tmp_path / "r.md")
+    assert "### Sample quality by sampler" in report
+
+
 def test_summary_formats():
     assert summary([1.0, 3.0]) == "2.000 ± 1.414"
     assert summary([250.0, None]) == "250.00"
@@ -90,6 +119,22 @@ def test_protocol_files_are_checked(tmp_path, refused):
     unknown.write_text(json.dumps({**TINY.to_dict(), "variants": ["conv-fashon"]}))
     refused("bench", str(unknown), "--out", str(tmp_path / "o"), words=("unknown variant 'conv-fashon'",))
     assert not (tmp_path / "o").exists()
+
+
+def test_protocols_are_registered_and_carry_the_literatures_numbers(tmp_path, refused):
+    from vaezoo.bench.protocol import Ordering, Published, load_protocol
+
+    zoo = load_protocol("fashion-mnist", get_registry())
+    assert zoo.name == "fashion-mnist" and any(p.variant == "vamp-vae" and p.nll == 227.35 for p in zoo.published)
+    mine = dataclasses_replace(TINY, published=(Published("iwae", "grey", 250.5, "a paper"),),
+                               orderings=(Ordering("iwae", "conv-fashion", "IWAE is tighter"),))
+    assert load_protocol(str(_write(tmp_path, mine)), get_registry()) == mine  # the JSON file round-trips
+    bad = tmp_path / "bad-published.json"
+    bad.write_text(json.dumps({**mine.to_dict(), "published": [{"variant": "iwae", "dataset": "grey", "nll": "x",
+                                                                "source": "s"}]}))
+    refused("bench", str(bad), "--out", str(tmp_path / "o"), words=("wrong types",))
+    report = write_report(tmp_path / "empty", mine, tmp_path / "r.md")
+    assert "- a paper" in report
 
 
 def _write(folder: Path, protocol: Protocol) -> Path:

@@ -8,7 +8,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from vaezoo_plugins.beta_tcvae.decomposition import kl_decomposition, log_aggregate, log_weight_matrix
+from vaezoo_plugins.beta_tcvae.decomposition import (
+    kl_decomposition,
+    log_aggregate,
+    log_weight_matrix,
+)
 
 from vaezoo.model.distributions import DiagonalGaussian
 

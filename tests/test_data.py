@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import shutil
 import struct
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
 from vaezoo_plugins.datasets.idx import load_fashion_mnist, read_idx
 
-from vaezoo.data import ImageData, ordered_batches, shuffled_batches
+from vaezoo.data import DATA_ENV, ImageData, ordered_batches, shuffled_batches
 from vaezoo.errors import DataError
 
-from .conftest import REAL_DATA
+from .conftest import ROOT, require_real_data
 
 
 def idx_bytes(array: torch.Tensor) -> bytes:
@@ -76,13 +80,8 @@ def test_image_data_must_be_uint8():
         ImageData("x", torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 4, 4, dtype=torch.uint8))
 
 
-needs_real_data = pytest.mark.skipif(not (REAL_DATA / "train-images-idx3-ubyte.gz").exists(),
-                                     reason="FashionMNIST not installed (apt-get install dataset-fashion-mnist)")
-
-
-@needs_real_data
-def test_real_fashion_mnist_loads_padded():
-    data = load_fashion_mnist(REAL_DATA)
+def test_real_fashion_mnist_loads_padded(real_data):
+    data = load_fashion_mnist(real_data)
     assert data.train.shape == (60000, 1, 32, 32) and data.test.shape == (10000, 1, 32, 32)
     assert data.train.dtype == torch.uint8
     assert data.train[:, :, :2].max() == 0 and data.train[:, :, :, -2:].max() == 0  # zero padding
@@ -90,10 +89,9 @@ def test_real_fashion_mnist_loads_padded():
     assert data.train[:, :, 2:30, 2:30].float().mean().item() == pytest.approx(72.94, abs=0.01)
 
 
-@needs_real_data
 @pytest.mark.slow
-def test_real_data_training_few_hundred_steps(cli, tmp_path):
-    result = cli("train", "conv-fashion", "--data-dir", str(REAL_DATA), "--device", "cpu",
+def test_real_data_training_few_hundred_steps(cli, tmp_path, real_data):
+    result = cli("train", "conv-fashion", "--data-dir", str(real_data), "--device", "cpu",
                  "--max-steps", "300", "--out", str(tmp_path / "run"))
     assert result.code == 0, result.err
     record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
@@ -101,3 +99,82 @@ def test_real_data_training_few_hundred_steps(cli, tmp_path):
     # and still above the ~250 it reaches after 10 epochs.
     assert 250 < record["test"]["neg_elbo"] < 420
     assert record["test"]["kl"] > 1.0  # the posterior is being used
+
+
+def test_mnist_asked_for_fashion_mnist_files_given(refused, real_data, tmp_path):
+    refused("train", "conv-fashion", "--dataset", "mnist", "--data-dir", str(real_data), "--max-steps", "1",
+            "--out", str(tmp_path / "run"), words=("is not MNIST", "like FashionMNIST's (72.94)"))
+    assert not (tmp_path / "run").exists()
+
+
+SHORT = ("--max-steps", "1", "--device", "cpu")  # a refusal that fails to happen stays short
+
+
+def fake_idx_folder(folder: Path, pixel: int) -> Path:
+    """60,000 training images of one grey level, in the layout of the real files (only the training file)."""
+    folder.mkdir()
+    images = torch.full((60000, 28, 28), pixel, dtype=torch.uint8)
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(images), compresslevel=1))
+    return folder
+
+
+@pytest.mark.parametrize("dataset, pixel, words", [
+    ("mnist", 73, ("is not MNIST", "like FashionMNIST's")),
+    ("fashion-mnist", 33, ("is not FashionMNIST", "like MNIST's")),
+])
+def test_files_of_the_wrong_dataset_are_refused(refused, tmp_path, dataset, pixel, words):
+    data = fake_idx_folder(tmp_path / "data", pixel)
+    refused("train", "conv-fashion", "--dataset", dataset, "--data-dir", str(data), *SHORT,
+            "--out", str(tmp_path / "run"),
+            words=(str(data / "train-images-idx3-ubyte.gz"), *words))
+
+
+def test_a_compressed_file_that_unpacks_beyond_any_idx_is_refused(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(bytes(100_000), compresslevel=1))
+    with pytest.raises(DataError, match="more than 1,000 bytes"):
+        read_idx(path, largest=1000)
+
+
+def test_vaezoo_data_is_where_datasets_are_looked_for(refused, tmp_path, monkeypatch):
+    data = tmp_path / "from-env"
+    data.mkdir()
+    five = torch.zeros(5, 28, 28, dtype=torch.uint8)
+    (data / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(five)))
+    monkeypatch.setenv(DATA_ENV, str(data))
+    refused("train", "conv-fashion", *SHORT, "--out", str(tmp_path / "run"), words=(str(data), "expected 60000 images"))
+    other = tmp_path / "option"
+    other.mkdir()
+    refused("train", "conv-fashion", "--data-dir", str(other), *SHORT, "--out", str(tmp_path / "run"),
+            words=(str(other),))  # the option wins over the environment
+
+
+@pytest.mark.parametrize("value, words", [
+    ("~nosuchuser-vaezoo/data", ("$VAEZOO_DATA ~nosuchuser-vaezoo/data", "no home folder")),
+    ("/nonexistent/vaezoo/data", ("data directory /nonexistent/vaezoo/data", "does not exist")),
+])
+def test_a_bad_vaezoo_data_is_one_line(refused, tmp_path, monkeypatch, value, words):
+    monkeypatch.setenv(DATA_ENV, value)
+    refused("train", "conv-fashion", *SHORT, "--out", str(tmp_path / "run"), words=words)
+
+
+def test_a_missing_dataset_fails_ci_and_skips_elsewhere(tmp_path):
+    with pytest.raises(pytest.fail.Exception, match="CI must run the real-data tests"):
+        require_real_data(tmp_path, ci=True)
+    with pytest.raises(pytest.skip.Exception, match="make data"):
+        require_real_data(tmp_path, ci=False)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+@pytest.mark.parametrize("ci, code", [("true", 2), ("", 0)])
+def test_make_data_reports_an_apt_failure_in_ci(tmp_path, ci, code):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool, body in (("apt-get", "exit 100"), ("sudo", 'exec "$@"')):
+        (bin_dir / tool).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / tool).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CI": ci}
+    result = subprocess.run(["make", "-s", "data", f"FASHION={tmp_path / 'absent.gz'}"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == code, result.stdout + result.stderr
+    assert ("error:" if ci else "note:") in result.stdout + result.stderr

@@ -13,8 +13,19 @@ import math
 
 import numpy as np
 import pytest
-from vaezoo_plugins.disentanglement import beta_vae, dci, factor_vae, mig, modularity_explicitness, sap
-from vaezoo_plugins.disentanglement.utils import discrete_entropy, discrete_mutual_info, histogram_discretize
+from vaezoo_plugins.disentanglement import (
+    beta_vae,
+    dci,
+    factor_vae,
+    mig,
+    modularity_explicitness,
+    sap,
+)
+from vaezoo_plugins.disentanglement.utils import (
+    discrete_entropy,
+    discrete_mutual_info,
+    histogram_discretize,
+)
 
 from vaezoo.evaluation.ground_truth import GroundTruth
 

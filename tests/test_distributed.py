@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from vaezoo.data import shuffled_batches
-from vaezoo.errors import UsageError
+from vaezoo.errors import DataError, DistributedError, UsageError
 from vaezoo.training.distributed import World, launch, step_seed
 
 from .conftest import Result
@@ -138,6 +138,32 @@ def test_bad_torchrun_options_are_one_line_errors(cli, tmp_path, monkeypatch, ar
 
 
 # ---- torchrun, 2 processes, gloo on the CPU ---------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args, words", [
+    (["--batch-size", "600"], "batch size 600 x 2 processes"),  # every process meets it alike: rank 0 prints it
+    (["--dataset", "fashion-mnist", "--data-dir", "/nonexistent/data"], "data directory /nonexistent/data"),  # per machine
+])
+def test_an_error_is_printed_once_not_once_per_process(tmp_path, args, words):
+    result = run_torchrun(tmp_path, *TRAIN, *args, "--out", str(tmp_path / "run"))
+    assert result.code != 0
+    errors = [line for line in (result.out + result.err).splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and words in errors[0], result.err[-3000:]
+
+
+@pytest.mark.parametrize("exception, rank, local_rank, printed", [
+    (UsageError("x"), "1", "1", False), (UsageError("x"), "0", "0", True),
+    (DataError("x"), "1", "1", False), (DataError("x"), "2", "0", True),  # the second machine's first process
+    (DistributedError("x"), "1", "0", False), (KeyboardInterrupt(), "1", "0", False),
+    (DataError("x"), "", "", True),  # not under torchrun
+])
+def test_who_prints_an_error_under_torchrun(monkeypatch, exception, rank, local_rank, printed):
+    from vaezoo.cli import _reports
+
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+    assert _reports(exception) is printed
 
 
 @pytest.fixture(scope="module")

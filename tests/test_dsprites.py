@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 import torch
 from vaezoo_plugins.datasets import dsprites
-from vaezoo_plugins.datasets.sprites import FACTOR_VALUES, SIZE, SIZES, centre, grid_codes, inside, render
+from vaezoo_plugins.datasets.sprites import (
+    FACTOR_VALUES,
+    SIZE,
+    SIZES,
+    centre,
+    grid_codes,
+    inside,
+    render,
+)
 
 from vaezoo.errors import DataError
 

@@ -251,7 +251,7 @@ def test_uvicorn_serves_the_app_on_loopback(small_run):
 
 def test_missing_extra_is_one_line(refused, small_run, monkeypatch):
     monkeypatch.setitem(sys.modules, "starlette", None)
-    refused("explore", str(small_run), words=("vaezoo[explore]", "starlette"), code=1)
+    refused("explore", str(small_run), words=("vaezoo[explore]", "starlette"), code=2)
 
 
 def test_bad_model_is_one_line_before_serving(refused, tmp_path):

@@ -11,7 +11,15 @@ import os
 
 import pytest
 
-from tests.browser import BrowserMissing, chromium, decoded_pixels, find_browser, open_page, press_on_slider, serving
+from tests.browser import (
+    BrowserMissing,
+    chromium,
+    decoded_pixels,
+    find_browser,
+    open_page,
+    press_on_slider,
+    serving,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ import vaezoo
 from vaezoo.storage import checkpoint
 from vaezoo.storage.runs import MODEL
 
-from .conftest import REAL_DATA
+from .conftest import independent_elbo
 
 #: Run in this process and in a fresh one: seeded outputs of the model at argv[1], saved to argv[2]
 #: (any structure: the first group's sample as "z", prior samples where the model has them).
@@ -85,6 +86,21 @@ def test_export_holds_the_run_weights_and_metadata(small_run, exported):
     assert meta["content_hash"] == checkpoint.content_hash(tensors) != checkpoint.content_hash(changed)
 
 
+def test_default_export_names(small_run, exported, tmp_path, monkeypatch):
+    """VARIANT-RUN[-PART].safetensors in the current folder; a file already named after its variant keeps its name."""
+    monkeypatch.chdir(tmp_path)
+    assert vaezoo.export(small_run) == Path("conv-fashion-run.safetensors")
+    assert vaezoo.export(small_run, part="decoder") == Path("conv-fashion-run-decoder.safetensors")
+    named = shutil.copy(exported, tmp_path / "elsewhere.safetensors")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    assert vaezoo.export(named) == Path("conv-fashion-elsewhere.safetensors")
+    kept = shutil.copy(exported, tmp_path / "conv-fashion-best.safetensors")
+    assert vaezoo.export(kept, part="encoder") == Path("conv-fashion-best-encoder.safetensors")
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == [
+        "conv-fashion-best-encoder.safetensors", "conv-fashion-elsewhere.safetensors"]
+
+
 def test_hugging_face_folder(small_run, exported, tmp_path):
     written = vaezoo.export(small_run, tmp_path / "hf")
     assert written == tmp_path / "hf" / "model.safetensors"
@@ -117,27 +133,60 @@ def test_a_training_checkpoint_reads_as_the_model_at_its_epoch(small_run, tmp_pa
 
 
 def test_loading_leaves_the_callers_random_state_alone(small_run):
-    torch.manual_seed(0)
-    expected = torch.rand(3)
-    torch.manual_seed(0)
-    vaezoo.load(small_run)
-    assert torch.equal(torch.rand(3), expected)
+    """In a fresh interpreter, where the first load also imports what it needs: torch's, numpy's and Python's
+    generators draw the same numbers as if nothing had been loaded."""
+    code = ("import random, sys, numpy, torch, vaezoo\n"
+            "def draws():\n"
+            "    return random.random(), float(numpy.random.rand()), float(torch.rand(1))\n"
+            "for seed in (0, 1):\n"
+            "    random.seed(seed); numpy.random.seed(seed); torch.manual_seed(seed)\n"
+            "    expected = draws()\n"
+            "    random.seed(seed); numpy.random.seed(seed); torch.manual_seed(seed)\n"
+            "    vaezoo.load(sys.argv[1])\n"
+            "    assert draws() == expected, (seed, draws(), expected)\n")
+    result = subprocess.run([sys.executable, "-c", code, str(small_run)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
 
 
-def test_evaluate_writes_eval_json_and_never_overwrites_it(run, cli, refused):
+def assert_terms_of(measures: dict, model, images, samples: int = 32) -> None:
+    """The measured ELBO terms against the independent computation (closed-form KL, Monte Carlo recon)."""
+    recon, kl, se = independent_elbo(model, images, samples)
+    assert measures["kl"] == pytest.approx(kl, rel=1e-4)
+    assert abs(measures["recon"] - recon) < 4 * se, (measures["recon"], recon, se)
+    assert abs(measures["neg_elbo"] - (recon + kl)) < 4 * se
+
+
+def test_evaluate_writes_eval_json_and_never_overwrites_it(run, cli, refused, synthetic):
     result = cli("evaluate", str(run), "-k", "3", "--batch-size", "100")
     assert result.code == 0, result.err
     assert "-log p(x), 3 importance samples" in result.out and "active units" in result.out
     measures = json.loads((run / "eval.json").read_text())
     assert measures["images"] == 256 and measures["importance_samples"] == 3 and measures["split"] == "test"
     assert len(measures["kl_per_dim"]) == len(measures["posterior_mean_variance"]) == 10
-    assert measures["neg_elbo"] == pytest.approx(measures["recon"] + measures["kl"])
+    assert_terms_of(measures, vaezoo.load(run), synthetic.test)
     refused("evaluate", str(run), "-k", "3", words=("eval.json already exists", "--overwrite"), untouched=run)
     # the Python API gives the same numbers for the same seed
     again = vaezoo.evaluate(run, importance_samples=3, batch_size=100, save=False)
     assert again["saved_to"] is None
     for key in ("neg_elbo", "recon", "kl", "nll", "mse", "kl_per_dim", "active_units"):
         assert again[key] == measures[key], key
+
+
+def test_evaluate_split_train_measures_the_training_images(run, synthetic):
+    model = vaezoo.load(run)
+    train = vaezoo.evaluate(run, split="train", importance_samples=1, save=False)
+    test = vaezoo.evaluate(run, split="test", importance_samples=1, save=False)
+    assert (train["images"], train["split"], test["images"]) == (1024, "train", 256)
+    assert_terms_of(train, model, synthetic.train, samples=4)
+    assert train["kl"] != pytest.approx(test["kl"], rel=1e-4)  # the two sets differ, so does their KL
+
+
+def test_evaluate_seed_decides_the_sampled_measures_only(run):
+    first, again, other = (vaezoo.evaluate(run, importance_samples=2, seed=seed, save=False) for seed in (5, 5, 6))
+    sampled, exact = ("recon", "nll", "neg_elbo"), ("kl", "mse", "posterior_mean_variance", "active_units")
+    assert all(first[key] == again[key] for key in (*sampled, *exact))
+    assert all(first[key] != other[key] for key in sampled)
+    assert all(first[key] == other[key] for key in exact)
 
 
 def test_evaluate_an_exported_file_writes_beside_it(exported, tmp_path, cli):
@@ -245,6 +294,17 @@ def _plugin_missing(exported, tmp_path):
                     plugin_distribution="vaezoo-nouveau", plugin_version="0.3.0")
 
 
+def _builtin_missing(exported, tmp_path):
+    return _rewrite(exported, tmp_path / "bad.safetensors", variant="retired-vae", plugin="conv-fashion",
+                    plugin_distribution="vaezoo", plugin_version="0.0.1")
+
+
+def _hostile_metadata(exported, tmp_path):
+    """Metadata written to make vaezoo print a command installing from another index, with terminal escapes."""
+    return _rewrite(exported, tmp_path / "bad.safetensors", variant="evil\x1b[2J[/red]\nnext line",
+                    plugin="x", plugin_distribution="x --index-url https://evil.example/simple")
+
+
 def _variant_unknown(exported, tmp_path):
     return _rewrite(exported, tmp_path / "bad.safetensors", variant="nouveau-vae", plugin=None,
                     plugin_distribution=None, plugin_version=None)
@@ -287,7 +347,11 @@ def _checkpoint(exported, tmp_path):
     (_foreign, ["not one written by vaezoo"]),
     (_incomplete_metadata, ["metadata lacks hparams"]),
     (_bad_json, ["'input_shape' is not valid JSON"]),
-    (_plugin_missing, ["variant 'nouveau-vae' from plugin 'vaezoo-nouveau'", "not installed", "pip install vaezoo-nouveau==0.3.0"]),
+    (_plugin_missing, ["needs variant 'nouveau-vae'", "no installed plugin provides", "plugin 'vaezoo-nouveau'",
+                       "distribution 'vaezoo-nouveau' '0.3.0'"]),
+    (_builtin_missing, ["needs variant 'retired-vae'", "built into vaezoo '0.0.1'", "this vaezoo", "has no such"]),
+    (_hostile_metadata, ["needs variant 'evil?[2J[/red]?next line'",
+                         "distribution 'x --index-url https://evil.example/simple'"]),
     (_variant_unknown, ["variant 'nouveau-vae'", "no installed plugin provides"]),
     (_wrong_shapes, ["does not match the model", "wrong shape"]),
     (_bad_hparams, ["do not fit the installed variant", "beta"]),
@@ -300,16 +364,16 @@ def test_bad_file_gives_one_line(exported, tmp_path, refused, make, words):
     path = make(exported, tmp_path)
     for command in ("evaluate", "export", "sample"):
         out = tmp_path / f"{command}-out.png"
-        refused(command, str(path), "--out", str(out), words=(str(path), *words))
+        result = refused(command, str(path), "--out", str(out), words=(str(path), *words))
         assert not out.exists()
+        assert "pip install" not in result.err and "\x1b" not in result.err  # no command built from the file
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not REAL_DATA.is_dir(), reason=f"FashionMNIST IDX files not found in {REAL_DATA}")
-def test_evaluate_on_real_fashion_mnist(exported, tmp_path):
+def test_evaluate_on_real_fashion_mnist(exported, tmp_path, real_data):
     """The whole FashionMNIST test split, found through the dataset named in the file's metadata."""
     path = _rewrite(exported, tmp_path / "fashion.safetensors", dataset="fashion-mnist")
-    result = vaezoo.evaluate(path, importance_samples=1, data_dir=REAL_DATA, device="cpu")
+    result = vaezoo.evaluate(path, importance_samples=1, data_dir=real_data, device="cpu")
     assert result["images"] == 10_000 and result["dataset"] == "fashion-mnist"
     assert (tmp_path / "fashion.eval.json").is_file()
     # one importance sample is a one-sample ELBO: close to the analytic-KL ELBO over 10,000 images

@@ -16,7 +16,10 @@ from vaezoo_plugins.standard.likelihoods import (
     cb_log_normalizer,
     cb_mean,
 )
-from vaezoo_plugins.standard.logistic_mixture import DiscretizedLogisticMixture, parameter_channels
+from vaezoo_plugins.standard.logistic_mixture import (
+    DiscretizedLogisticMixture,
+    parameter_channels,
+)
 
 from vaezoo.evaluation.measures import bits_basis, bits_per_dim
 from vaezoo.hparams import HParams

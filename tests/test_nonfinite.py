@@ -19,22 +19,25 @@ from .conftest import snapshot
 BAD_STEP = 2  # the objective sees steps from 0: the 3rd batch, "step 3" to the user
 
 
-class NaNReconOnce(BetaELBO):
-    """beta-ELBO whose reconstruction term is NaN on one step (a stand-in for a diverging model)."""
+class NaNWindow(BetaELBO):
+    """beta-ELBO whose reconstruction (and so the loss) is NaN for WINDOW[1] steps from step WINDOW[0] (counted
+    from 0): a stand-in for a diverging model."""
+
+    WINDOW = (BAD_STEP, 1)
 
     def forward(self, model, x, step):
         terms = super().forward(model, x, step)
-        if step == BAD_STEP:
-            terms["recon"] = terms["recon"] * math.nan
-            terms["neg_elbo"] = terms["recon"] + terms["kl"]
-            terms["loss"] = terms["neg_elbo"]
+        start, length = self.WINDOW
+        if start <= step < start + length:
+            for key in ("recon", "neg_elbo", "loss"):
+                terms[key] = terms[key] * math.nan
         return terms
 
 
 class _Plugin:
     @hookimpl
     def register_objectives(self, register):
-        register("nan-recon-once", f"{__name__}:NaNReconOnce", "NaN reconstruction at one step (tests)")
+        register("nan-window", f"{__name__}:NaNWindow", "NaN reconstruction for a window of steps (tests)")
 
     @hookimpl
     def register_variants(self, register):
@@ -42,7 +45,7 @@ class _Plugin:
 
         reference = get_registry().variant("conv-fashion")
         register(VariantSpec("nan-once", "conv-fashion whose loss is NaN at step 3", reference.parts,
-                             "nan-recon-once", reference.params))
+                             "nan-window", reference.params))
 
 
 @pytest.fixture
@@ -82,3 +85,21 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(nan_registry, r
     assert record["step"] == 5 and record["skipped"] == 1 and math.isfinite(record["train"]["loss"])
     assert (run / "model.safetensors").exists()
     assert "step-00000002.safetensors" in before and not (run / "checkpoints" / "step-00000002.safetensors").exists()
+
+
+@pytest.mark.parametrize("bad, stops", [(20, True), (19, False)])
+def test_skipping_gives_up_after_twenty_bad_batches_in_a_row(nan_registry, refused, cli, tmp_path, monkeypatch,
+                                                              one_thread, bad, stops):
+    monkeypatch.setattr(NaNWindow, "WINDOW", (2, bad))
+    args = ("train", "nan-once", "--dataset", "synthetic", "--batch-size", "32", "--max-steps", "24",
+            "--skip-nonfinite", "--device", "cpu", "-o", "latent_dim=2", "--out", str(tmp_path / "run"))
+    if stops:
+        refused(*args, code=3, words=("20 batches in a row had a non-finite loss",
+                                      "last at step 22 (epoch 1, batch 22)", "no checkpoint had been written yet"))
+        assert not (tmp_path / "run" / "metrics.jsonl").exists()
+    else:
+        result = cli(*args)
+        assert result.code == 0, result.err
+        assert result.err.count("batch skipped") == 19
+        [record] = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+        assert record["skipped"] == 19 and record["step"] == 24 and math.isfinite(record["train"]["loss"])

@@ -65,7 +65,7 @@ def killed_after_last_metrics(finished: Path, copy: Path) -> Path:
     """A copy of a finished two-epoch run in the state a SIGKILL leaves after epoch 2's metrics but
     mid-way through its checkpoint."""
     run = Path(shutil.copytree(finished, copy))
-    (run / "checkpoints" / "epoch-0002.safetensors").rename(run / "checkpoints" / ".epoch-0002.safetensors.tmp")
+    (run / "checkpoints" / "epoch-0002.safetensors").rename(run / "checkpoints" / ".epoch-0002.safetensors.0123456789ab.vaezoo-tmp")
     (run / "model.safetensors").unlink()
     return run
 
@@ -77,6 +77,17 @@ def test_kill_between_metrics_and_checkpoint_redoes_the_epoch_once(small_run, tm
     assert "epoch-0001.safetensors: 1 epochs and 2 steps done" in result.err
     assert_same_results(run, small_run)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-0001.safetensors", "epoch-0002.safetensors"]
+
+
+def test_ctrl_c_mid_epoch_then_resume_matches_an_uninterrupted_run(mid_epoch_run, small_run, tmp_path, cli):
+    """In this process: stopped by a real SIGINT in the third step (epoch 2, batch 1), resumed from the step-3
+    checkpoint, the run ends with the uninterrupted run's weights and metrics, bit for bit."""
+    run = Path(shutil.copytree(mid_epoch_run, tmp_path / "run"))
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1]
+    result = cli("train", "--resume", str(run), "--device", "cpu")
+    assert result.code == 0, result.err
+    assert "step-00000003.safetensors: 1 epochs and 3 steps done" in result.err
+    assert_same_results(run, small_run)
 
 
 def test_resume_extends_a_finished_run(small_run, tmp_path, cli):

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vaezoo.evaluation.sample_quality import accuracy, frechet_distance, precision_recall, train_classifier
+from vaezoo.evaluation.sample_quality import (
+    accuracy,
+    frechet_distance,
+    precision_recall,
+    train_classifier,
+)
 
 
 def test_frechet_distance_of_gaussians_matches_the_closed_form():

@@ -191,6 +191,21 @@ def fitted_run(run, cli) -> Path:
     return run
 
 
+def test_draw_gives_the_fitted_samplers_images_as_a_tensor(fitted_run):
+    """vaezoo.draw is the same seeded draw as the picture: the loaded sampler's images, in [0, 1]."""
+    artifact = open_artifact(fitted_run)
+    loaded, _ = load_sampler(artifact, "gmm", get_registry())
+    torch.manual_seed(5)
+    with torch.no_grad():
+        expected = loaded.images(artifact.vae(), 12)
+    drawn = vaezoo.draw(fitted_run, 12, sampler="gmm", seed=5, device="cpu")
+    assert torch.equal(drawn, expected) and drawn.shape == (12, 1, 32, 32)
+    assert 0 <= float(drawn.min()) and float(drawn.max()) <= 1
+    assert not torch.equal(vaezoo.draw(fitted_run, 12, seed=5, device="cpu"), drawn)  # the prior's differ
+    with pytest.raises(UsageError, match="at least 1"):
+        vaezoo.draw(fitted_run, 0)
+
+
 def _rewrite(path: Path, change) -> None:
     """Rewrite a sampler file through vaezoo's writer with `change(tensors, meta)` applied (valid hash)."""
     tensors, raw = checkpoint.read(path)

@@ -24,9 +24,21 @@ from vaezoo.data import as_float
 from vaezoo.errors import NotApplicable, UsageError
 from vaezoo.evaluation.measures import evaluate
 from vaezoo.hparams import HParams
-from vaezoo.model import BuildContext, LatentGroup, Pass, Structure, build_model, build_objective
+from vaezoo.model import (
+    BuildContext,
+    LatentGroup,
+    Pass,
+    Structure,
+    build_model,
+    build_objective,
+)
 from vaezoo.model.bounds import importance_log_likelihood
-from vaezoo.model.distributions import DiagonalGaussian, as_diagonal_gaussian, central_value, kl_or_estimate
+from vaezoo.model.distributions import (
+    DiagonalGaussian,
+    as_diagonal_gaussian,
+    central_value,
+    kl_or_estimate,
+)
 from vaezoo.registry import get_registry
 from vaezoo.testing import build_variant
 

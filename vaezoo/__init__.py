@@ -14,7 +14,7 @@ from vaezoo._version import __version__
 #: Decorate plugin functions named after the hooks in vaezoo.hookspecs.
 hookimpl = pluggy.HookimplMarker("vaezoo")
 
-_API = ("train", "train_from_config", "resume_training", "evaluate", "export", "sample", "fit_sampler", "load",
+_API = ("train", "train_from_config", "resume_training", "evaluate", "export", "sample", "draw", "fit_sampler", "load",
         "push")
 
 __all__ = ["__version__", "hookimpl", "registry", *_API]

@@ -1,5 +1,5 @@
 """The public Python API, mirroring the CLI: train (and resume_training), evaluate, export, sample,
-fit_sampler and load.
+fit_sampler and load; draw gives sampled images as a tensor.
 
 Importing this module is cheap: torch is imported only when a function runs, so the CLI can
 read the defaults below without it, and `vaezoo.load` & co. resolve lazily.
@@ -8,6 +8,7 @@ read the defaults below without it, and `vaezoo.load` & co. resolve lazily.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -17,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from vaezoo import __version__
 from vaezoo.errors import DataError, UsageError, WeightsError
 from vaezoo.registry import Registry, get_registry
-from vaezoo.storage.runs import CONFIG, EVAL, PARENT, RunDir, refuse_overwrite
+from vaezoo.storage.files import refuse_overwrite
+from vaezoo.storage.runs import CONFIG, EVAL, PARENT, RunDir, refuse_run_files
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -39,9 +41,15 @@ DEFAULT_PICTURES = {"prior": "samples.png", "reconstruct": "reconstructions.png"
 
 
 def load(path: str | Path, *, device: str = "cpu") -> nn.Module:
-    """The model in a run folder or exported file (or the encoder/decoder of a part file), in eval mode;
-    "hf://OWNER/NAME[@REVISION]" reads it from the Hugging Face Hub (or its local cache)."""
-    return _open(path, device, get_registry()).module
+    """The model in a run folder or exported file (or the encoder/decoder of a part file), in eval mode.
+
+    The caller's random state (torch's, numpy's and Python's) is left as it was, even by the first
+    call, whose imports move Python's generator.
+    """
+    from vaezoo.training.rng import preserved
+
+    with preserved():
+        return _open(path, device, get_registry()).module
 
 
 def train(variant: str, *, hparams: Mapping[str, Any] | None = None, options: Iterable[str] = (),
@@ -49,27 +57,36 @@ def train(variant: str, *, hparams: Mapping[str, Any] | None = None, options: It
           dataset: str | None = None, data_dir: str | Path | None = None, out: str | Path | None = None,
           overwrite: bool = False, seed: int = 0, max_steps: int | None = None, device: str = "auto",
           checkpoint_every: int | None = None, skip_nonfinite: bool = False, dist_timeout: float | None = None,
-          precision: str = "32", trackers: Iterable[str] = (), console: Console | None = None) -> Path | None:
+          precision: str = "32", trackers: Iterable[str] = (), keep_checkpoints: int | None = None,
+          console: Console | None = None) -> Path | None:
     """Train `variant` into a new run folder and return its path (None on processes other than rank 0
     under torchrun).
 
     `hparams` are typed values, `options` "key=value" texts (as `-o` on the command line), `parts`
     swaps registered parts by kind (as `--part kind=name`), `parent` is the finished run (or weights
     file) a second-stage variant trains on (its dataset is the default then); `precision` is "32",
-    "bf16" or "16"; `trackers` names experiment trackers ("tensorboard", "mlflow", "wandb").
+    "bf16" or "16"; `trackers` names experiment trackers ("tensorboard", "mlflow", "wandb");
+    `keep_checkpoints` keeps only that many epoch checkpoints (None: all).
     """
+    from vaezoo.training.rng import check_seed
     from vaezoo.variant import Recipe
 
+    check_seed(seed)
+    _check_keep(keep_checkpoints)
     registry = get_registry()
     spec = registry.variant(variant)
     stage = _open(parent, "cpu", registry) if parent is not None else None
-    dataset_name = dataset or (stage.metadata["dataset"] if stage is not None else spec.dataset)
+    if dataset is None:
+        dataset_name = stage.metadata["dataset"] if stage is not None else spec.dataset
+    else:
+        dataset_name = dataset
     registry.get("dataset", dataset_name)  # an unknown name is an error with suggestions, before anything else
     recipe = Recipe.of(spec, registry, parts, dataset_name)
     hp = recipe.schema.resolve(hparams, texts=options)
-    out_path = Path(out) if out is not None else Path("runs") / spec.name / datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_path = Path(out) if out is not None else default_run_folder(spec.name)
     return _train(spec, hp, dataset_name, seed, max_steps, recipe.swaps(), stage,
-                  lambda main: RunDir.create(out_path, overwrite=overwrite) if main else RunDir(out_path),
+                  lambda main: RunDir.create(out_path, overwrite=overwrite, keep_checkpoints=keep_checkpoints)
+                  if main else RunDir(out_path),
                   data_dir=data_dir, device=device, checkpoint_every=checkpoint_every,
                   skip_nonfinite=skip_nonfinite, dist_timeout=dist_timeout, precision=precision,
                   trackers=tuple(trackers), console=console, out_named=out is not None)
@@ -88,11 +105,13 @@ def train_from_config(path: str | Path, *, options: Iterable[str] = (), **overri
 
 def resume_training(run: str | Path, *, epochs: int | str | None = None, data_dir: str | Path | None = None,
                     device: str = "auto", checkpoint_every: int | None = None, skip_nonfinite: bool = False,
-                    dist_timeout: float | None = None, console: Console | None = None) -> Path | None:
+                    dist_timeout: float | None = None, keep_checkpoints: int | None = None,
+                    console: Console | None = None) -> Path | None:
     """Continue a run from its newest checkpoint with the settings in its config.json; `epochs` may extend it."""
     from vaezoo.training.resume import stored_run
 
-    folder = RunDir.existing(Path(run))
+    _check_keep(keep_checkpoints)
+    folder = RunDir.existing(Path(run), keep_checkpoints=keep_checkpoints)
     stored = stored_run(folder, get_registry(), None if epochs is None else str(epochs))
     stage = _open(folder.path / PARENT, "cpu", get_registry()) if stored.parent else None
     if stage is not None and stage.describe() != stored.parent:
@@ -120,27 +139,35 @@ def evaluate(path: str | Path, *, split: str = "test", importance_samples: int =
     """
     import torch
 
+    from vaezoo import footprint
     from vaezoo.evaluation import measures as evaluation
     from vaezoo.evaluation import metrics as disentanglement
-    from vaezoo.storage.runs import atomic_write_json
+    from vaezoo.storage.files import atomic_write_json
+    from vaezoo.training.rng import check_seed
 
     for name, value in (("importance samples", importance_samples), ("batch size", batch_size)):
         if value < 1:
             raise UsageError(f"{name} must be at least 1, got {value}")
+    check_seed(seed)
     registry = get_registry()
     planned = disentanglement.plan(metrics, metric_options, registry) if metrics else []
     artifact = _open(path, device, registry)
     model = artifact.vae()
     destination = Path(out) if out is not None else artifact.beside(EVAL_FILE)
     if save:
+        refuse_run_files(destination)
         refuse_overwrite(destination, overwrite)
     data = _dataset(artifact, data_dir, registry)
     grid = disentanglement.EncodedGrid(model, data, batch_size) if planned else None  # checks the factors first
     images, labels = _labelled(artifact, data, split)
     images = images.to(next(model.parameters()).device)
+    # the log-weights of a batch's images for one importance draw, and their running log-mean-exp
+    footprint.check_fits(f"{importance_samples:,} importance samples per image",
+                         2 * 4 * importance_samples * min(batch_size, images.shape[0]), images.device)
     torch.manual_seed(seed)
     started = time.perf_counter()
     measures = evaluation.evaluate(model, images, importance_samples, batch_size, labels)
+    _check_finite(measures, artifact.weights)
     if region is not None:
         measures["region"] = evaluation.region_measures(model, images, importance_samples, batch_size, region,
                                                         labels)
@@ -152,7 +179,7 @@ def evaluate(path: str | Path, *, split: str = "test", importance_samples: int =
     if grid is not None:
         result["disentanglement"] = disentanglement.run(planned, grid, seed)
     if save:
-        destination.parent.mkdir(parents=True, exist_ok=True)
+        RunDir(destination.parent).record_beside(destination)
         atomic_write_json(destination, result)
     return {**result, "saved_to": str(destination) if save else None}
 
@@ -192,7 +219,9 @@ def sample(path: str | Path, out: str | Path | None = None, *, mode: str = "prio
     that class (without it, one row per class)."""
     import torch
 
+    from vaezoo import footprint
     from vaezoo.evaluation import pictures
+    from vaezoo.training.rng import check_seed
 
     if mode not in SAMPLE_MODES:
         raise UsageError(f"sample mode '{mode}' is not one of {', '.join(SAMPLE_MODES)}")
@@ -200,28 +229,30 @@ def sample(path: str | Path, out: str | Path | None = None, *, mode: str = "prio
         raise UsageError(f"the number of images must be at least 1, got {n}")
     if sampler != DEFAULT_SAMPLER and mode != "prior":
         raise UsageError("--sampler chooses where samples come from; it does not apply to --reconstruct or --traverse")
+    check_seed(seed)
     destination = Path(out) if out is not None else Path(DEFAULT_PICTURES[mode])
     if destination.suffix.lower() != ".png":
         raise UsageError(f"--out {destination} must end in .png")
+    refuse_run_files(destination)
     refuse_overwrite(destination, overwrite)
     registry = get_registry()
     artifact = _open(path, device, registry)
     model = artifact.vae()
-    if label is not None and ("conditional" not in model.capabilities or mode != "prior"):
-        raise UsageError("--label chooses the class of a conditional model's samples (e.g. cvae); "
-                         f"{artifact.spec.name} {'is not conditional' if mode == 'prior' else 'takes it only for samples'}")
-    if label is not None and not 0 <= label < model.classes:
-        raise UsageError(f"--label {label}: {artifact.spec.name} knows classes 0 to {model.classes - 1}")
-    drawer = _sampler(artifact, sampler, registry) if mode == "prior" else None
-    torch.manual_seed(seed)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    if drawer is not None:
-        wanted = None if label is None else torch.full((n,), label, device=next(model.parameters()).device)
-        with model.conditioned_on(wanted):
-            pictures.samples(model, destination, n, lambda count: drawer.images(model, count))
+    if label is not None and mode != "prior":
+        raise UsageError(f"--label chooses the class of a conditional model's samples; {artifact.spec.name} "
+                         "takes it only for samples")
+    if mode == "prior":
+        draw_images = _draw_function(artifact, sampler, label, n, registry)
+        with torch.random.fork_rng(devices=[]):  # a few images drawn to measure, away from the seeded draw
+            drawing = footprint.scaled_bytes(draw_images, n)
+        footprint.check_fits(f"drawing {n:,} images", drawing + n * pictures.grid_bytes(artifact.input_shape),
+                             next(model.parameters()).device)
+        torch.manual_seed(seed)
+        pictures.samples(model, destination, n, draw_images)
         return destination
     images, labels = _labelled(artifact, _dataset(artifact, data_dir, registry), split)
     images = images[:n].to(next(model.parameters()).device)
+    torch.manual_seed(seed)
     if mode == "reconstruct":
         pictures.reconstructions(model, images, destination, n=n, labels=labels)
     else:
@@ -239,7 +270,12 @@ def fit_sampler(path: str | Path, sampler: str, *, hparams: Mapping[str, Any] | 
     """
     import torch
 
-    from vaezoo.model.samplers import build_sampler, check_sampler, flat_codes, sampler_schema
+    from vaezoo.model.samplers import (
+        build_sampler,
+        check_sampler,
+        flat_codes,
+        sampler_schema,
+    )
     from vaezoo.storage.samplers import sampler_file, save_sampler
 
     if batch_size < 1:
@@ -268,8 +304,52 @@ def fit_sampler(path: str | Path, sampler: str, *, hparams: Mapping[str, Any] | 
         fit = {"codes": codes.shape[0], "seed": seed, "seconds": time.perf_counter() - started,
                "train_log_prob": float(fitted.log_prob(codes).mean()),
                "test_log_prob": float(fitted.log_prob(flat_codes(model, test_images, batch_size)).mean())}
+    RunDir(destination.parent).record_beside(destination)
     save_sampler(destination, sampler, fitted, hp.to_dict(), codes.shape[1], artifact, fit)
     return {"sampler": sampler, "hparams": hp.to_dict(), **fit, "saved_to": str(destination)}
+
+
+def draw(path: str | Path, n: int = 64, *, sampler: str = DEFAULT_SAMPLER, seed: int = 0, device: str = "auto",
+         label: int | None = None) -> Tensor:
+    """n images [n, C, H, W] in [0, 1] drawn from the model: from its prior, or from a post-hoc `sampler`
+    fitted beforehand with `fit_sampler`; the same seed draws the same images. `label`: a conditional
+    model's samples all of that class (without it, the classes in turn). For scoring samples in code;
+    `sample` draws a picture."""
+    import torch
+
+    from vaezoo.training.rng import check_seed
+
+    if n < 1:
+        raise UsageError(f"the number of images must be at least 1, got {n}")
+    check_seed(seed)
+    registry = get_registry()
+    artifact = _open(path, device, registry)
+    draw_images = _draw_function(artifact, sampler, label, n, registry)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        return torch.cat([draw_images(min(DEFAULT_EVAL_BATCH_SIZE, n - done))
+                          for done in range(0, n, DEFAULT_EVAL_BATCH_SIZE)])
+
+
+def _draw_function(artifact: Artifact, sampler: str, label: int | None, n: int,
+                   registry: Registry) -> Callable[[int], Tensor]:
+    """draw(count) -> images from `sampler` for the artifact's model, conditioned on `label` when given."""
+    import torch
+
+    model = artifact.vae()
+    if label is not None and "conditional" not in model.capabilities:
+        raise UsageError(f"--label chooses the class of a conditional model's samples (e.g. cvae); "
+                         f"{artifact.spec.name} is not conditional")
+    if label is not None and not 0 <= label < model.classes:
+        raise UsageError(f"--label {label}: {artifact.spec.name} knows classes 0 to {model.classes - 1}")
+    drawer = _sampler(artifact, sampler, registry)
+    wanted = None if label is None else torch.full((n,), label, device=next(model.parameters()).device)
+
+    def draw_images(count: int) -> Tensor:
+        with model.conditioned_on(None if wanted is None else wanted[:count]):
+            return drawer.images(model, count)
+
+    return draw_images
 
 
 def _sampler(artifact: Artifact, name: str, registry: Registry) -> Sampler:
@@ -293,6 +373,7 @@ def _train(spec: VariantSpec, hp: HParams, dataset_name: str, seed: int, max_ste
     the inputs check out, and only by rank 0 under torchrun: `run_folder(is_main)`) and train into it."""
     from rich.console import Console
 
+    from vaezoo import footprint
     from vaezoo.devices import resolve_device
     from vaezoo.training.distributed import DEFAULT_TIMEOUT_S, launch
     from vaezoo.training.loop import TrainSetup
@@ -313,6 +394,10 @@ def _train(spec: VariantSpec, hp: HParams, dataset_name: str, seed: int, max_ste
         each = f" x {world.size} processes" if world.launched else ""
         raise UsageError(f"batch size {hp['batch_size']}{each} is larger than the training set "
                          f"({data.train.shape[0]} images)")
+    footprint.check_build(f"training {spec.name} with these hyperparameters (batch {hp['batch_size']})", spec, hp,
+                          data.input_shape, registry, torch_device, batch=hp["batch_size"],
+                          dataset_size=data.train.shape[0], parts=parts,
+                          parent=stage.vae() if stage is not None else None, dataset=dataset_name)
     run = run_folder(world.is_main)
     console = (console or Console(stderr=True)) if world.is_main else Console(stderr=True, quiet=True)
     processes = f" x {world.size} processes ({world.backend})" if world.launched else ""
@@ -331,6 +416,27 @@ def _train(spec: VariantSpec, hp: HParams, dataset_name: str, seed: int, max_ste
         train_run(setup, run, registry, console, resume_run=resumed, checkpoint_every=checkpoint_every,
                   skip_nonfinite=skip_nonfinite, trackers=opened)
     return run.path if world.is_main else None
+
+
+def default_run_folder(variant: str) -> Path:
+    """runs/VARIANT/YYYYmmdd-HHMMSS under the current folder."""
+    return Path("runs") / variant / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _check_keep(keep: int | None) -> None:
+    if keep is not None and (type(keep) is not int or keep < 1):
+        raise UsageError(f"--keep-checkpoints {keep!r}: keep at least 1 (the newest is what --resume needs)")
+
+
+def _check_finite(measures: Mapping[str, Any], source: Path) -> None:
+    """NaN or infinite measures mean NaN or infinite weights (or a diverged model): no eval.json of them."""
+    def finite(value: Any) -> bool:
+        return all(math.isfinite(v) for v in (value if isinstance(value, list) else [value]) if isinstance(v, float))
+
+    bad = [key for key, value in measures.items() if not finite(value)]
+    if bad:
+        raise WeightsError(f"{source} gives non-finite measures ({', '.join(bad)}): its weights hold NaN or "
+                           "infinite values, or the model has diverged; nothing was written")
 
 
 def _open(path: str | Path, device: str, registry: Registry) -> Artifact:

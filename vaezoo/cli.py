@@ -14,7 +14,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from vaezoo import __version__
-from vaezoo.api import DEFAULT_EVAL_BATCH_SIZE, DEFAULT_IMPORTANCE_SAMPLES, DEFAULT_SAMPLER
+from vaezoo.api import (
+    DEFAULT_EVAL_BATCH_SIZE,
+    DEFAULT_IMPORTANCE_SAMPLES,
+    DEFAULT_SAMPLER,
+)
 from vaezoo.errors import UsageError, VaezooError
 from vaezoo.explore.server import DEFAULT_HOST, DEFAULT_PORT
 from vaezoo.registry import KINDS, get_registry
@@ -54,7 +58,8 @@ def _print_json(obj: object) -> None:
 def _warn_failures() -> None:
     failures = get_registry().failures()
     for info in failures:
-        err.print(f"[yellow]warning:[/] plugin '{info.name}' failed to load and was skipped: {info.error}", highlight=False)
+        err.print(f"[yellow]warning:[/] plugin '{escape(info.name)}' was skipped: {escape(info.error or '')}",
+                  highlight=False, soft_wrap=True)
 
 
 @app.command("list")
@@ -72,7 +77,7 @@ def list_command(
         else:
             table = Table("kind", "name", "plugin", "description", title="Registered parts")
             for r in rows:
-                table.add_row(r["kind"], r["name"], r["plugin"], r["description"])
+                table.add_row(*(escape(r[key]) for key in ("kind", "name", "plugin", "description")))
             out.print(table)
     else:
         specs = [(e.plugin, registry.variant(e.name)) for e in registry.entries("variant")]
@@ -86,7 +91,7 @@ def list_command(
             for _, s in specs:
                 parts = "\n".join(f"{k} {v}" for k, v in s.default_parts().items())
                 stage = f"\n(second stage: --parent RUN with {', '.join(s.parent_needs)})" if s.parent_needs else ""
-                table.add_row(s.name, parts, s.dataset, s.description + stage)
+                table.add_row(*map(escape, (s.name, parts, s.dataset, s.description + stage)))
             out.print(table)
     _warn_failures()
 
@@ -99,7 +104,7 @@ def plugins_command(
 ) -> None:
     """Show each plugin, where it comes from, what it registers, and failures."""
     registry = get_registry()
-    infos = sorted(registry.plugins.values(), key=lambda p: (not p.builtin, p.name))
+    infos = sorted([*registry.plugins.values(), *registry.skipped], key=lambda p: (not p.builtin, p.name))
     rows = [{"name": p.name, "distribution": p.distribution, "version": p.version, "builtin": p.builtin,
              "registers": [f"{k} {n}" for k, n in p.registered], "error": p.error,
              "unknown_hooks": p.unknown_hooks} for p in infos]
@@ -114,10 +119,10 @@ def plugins_command(
         table = Table("plugin", "from", "registers", "status", title="Plugins")
         for r in rows:
             origin = f"{r['distribution'] or '?'} {r['version'] or ''}".strip() + (" (built-in)" if r["builtin"] else "")
-            status = f"[red]failed: {escape(r['error'])}[/]" if r["error"] else "[green]ok[/]"
+            status = f"[red]skipped: {escape(r['error'])}[/]" if r["error"] else "[green]ok[/]"
             if r["unknown_hooks"]:
                 status += f"\n[yellow]functions named like no hook: {', '.join(r['unknown_hooks'])}[/]"
-            table.add_row(r["name"], origin, "\n".join(r["registers"]), status)
+            table.add_row(escape(r["name"]), escape(origin), escape("\n".join(r["registers"])), status)
         out.print(table)
         for problem in problems:
             err.print(f"[red]problem:[/] {escape(problem.what)}: {escape(problem.message)}", highlight=False,
@@ -154,17 +159,17 @@ def info_command(
                      "structure": recipe.parts["structure"], "objective": recipe.parts["objective"],
                      "parent_needs": list(spec.parent_needs), "dataset": dataset or spec.dataset, "params": params})
         return
-    out.print(f"[bold]{spec.name}[/]: {spec.description}", highlight=False)
+    out.print(f"[bold]{escape(spec.name)}[/]: {escape(spec.description)}", highlight=False)
     if spec.paper:
-        out.print(f"paper: {spec.paper}", highlight=False)
-    out.print("parts: " + ", ".join(f"{k}={v}" for k, v in recipe.parts.items()) + f"; dataset: {dataset or spec.dataset}",
-              highlight=False)
+        out.print(f"paper: {escape(spec.paper)}", highlight=False)
+    out.print(escape("parts: " + ", ".join(f"{k}={v}" for k, v in recipe.parts.items())
+                     + f"; dataset: {dataset or spec.dataset}"), highlight=False)
     if spec.parent_needs:
         out.print(f"second stage: train it with --parent RUN, a finished run whose model has "
                   f"{', '.join(spec.parent_needs)}", highlight=False)
     table = Table("option", "type", "default", "valid range", "help", title="Hyperparameters (-o name=value)")
     for p in params:
-        table.add_row(p["name"], p["type"], str(p["default"]), p["range"], p["help"])
+        table.add_row(*(escape(str(p[key])) for key in ("name", "type", "default", "range", "help")))
     out.print(table)
 
 
@@ -192,6 +197,7 @@ def train_command(
     track: List[str] = typer.Option([], "--track", help="Log to an experiment tracker: tensorboard, mlflow, wandb or a plugin's; repeat for several, 'none' for none."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its newest checkpoint, with its own settings."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Also checkpoint every N steps (default: at epoch ends only)."),
+    keep_checkpoints: Optional[int] = typer.Option(None, "--keep-checkpoints", min=1, help="Keep only the N newest epoch checkpoints (default: all; the newest is always kept)."),
     skip_nonfinite: Optional[bool] = typer.Option(None, "--skip-nonfinite/--no-skip-nonfinite", show_default=False, help="Skip a batch whose loss is NaN or infinite instead of stopping (a host sync per step on GPUs)."),
     dist_timeout: Optional[float] = typer.Option(None, "--dist-timeout", min=1, help="Under torchrun: seconds a process waits for the others before the job stops (default 300)."),
 ) -> None:
@@ -208,12 +214,12 @@ def train_command(
         if refused:
             raise UsageError(f"--resume continues a run with the settings in its config.json; {', '.join(refused)} "
                              "cannot be given with it (allowed: --epochs to extend, --device, --data-dir, "
-                             "--checkpoint-every, --skip-nonfinite, --dist-timeout)")
+                             "--checkpoint-every, --keep-checkpoints, --skip-nonfinite, --dist-timeout)")
         from vaezoo.api import resume_training
 
         path = resume_training(resume, epochs=epochs, data_dir=data_dir, device=device or "auto",
                                checkpoint_every=checkpoint_every, skip_nonfinite=bool(skip_nonfinite),
-                               dist_timeout=dist_timeout, console=err)
+                               dist_timeout=dist_timeout, keep_checkpoints=keep_checkpoints, console=err)
     else:
         shortcuts = {"beta": beta, "epochs": epochs, "batch_size": batch_size, "lr": lr}
         texts = [f"{name}={value}" for name, value in shortcuts.items() if value is not None]
@@ -221,7 +227,7 @@ def train_command(
                     "dataset": dataset, "data_dir": data_dir, "out": out_dir, "overwrite": overwrite, "seed": seed,
                     "max_steps": max_steps, "device": device, "precision": precision, "trackers": track or None,
                     "checkpoint_every": checkpoint_every, "skip_nonfinite": skip_nonfinite,
-                    "dist_timeout": dist_timeout}
+                    "dist_timeout": dist_timeout, "keep_checkpoints": keep_checkpoints}
         given = {key: value for key, value in settings.items() if value is not None}
         if config is not None:
             from vaezoo.api import train_from_config
@@ -399,7 +405,7 @@ def sample_command(
     traverse: bool = typer.Option(False, "--traverse", help="Each latent dimension swept around a test image's code."),
     seed: int = typer.Option(0, "--seed", help="Seed for the samples."),
     sampler: str = typer.Option(DEFAULT_SAMPLER, "--sampler", help="Where samples come from: the model's prior, "
-                                "or a post-hoc sampler fitted with `vaezoo fit-sampler` (gmm, maf, iaf, ...)."),
+                                "or a post-hoc sampler fitted with `vaezoo fit-sampler` (`vaezoo list --parts` lists them)."),
     label: Optional[int] = typer.Option(None, "--label", help="For a conditional model (cvae): every sample of this "
                                         "class (default: one row per class)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing picture."),
@@ -419,7 +425,8 @@ def sample_command(
 
 @app.command("bench")
 def bench_command(
-    protocol: str = typer.Argument("fashion-mnist", help="A built-in protocol (fashion-mnist) or a JSON protocol file."),
+    protocol: str = typer.Argument("fashion-mnist", help="A registered protocol (`vaezoo list --parts`; "
+                                   "fashion-mnist) or a JSON protocol file."),
     out_dir: Path = typer.Option(Path("bench"), "--out", help="Where the bench's run folders go."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted bench in --out."),
     only: List[str] = typer.Option([], "--only", help="Run only these variants (repeatable)."),
@@ -431,7 +438,7 @@ def bench_command(
     from vaezoo.bench.protocol import load_protocol
     from vaezoo.bench.report import write_report
 
-    chosen = load_protocol(protocol)
+    chosen = load_protocol(protocol, get_registry())
     if not report_only:
         from vaezoo.bench.runner import run
 
@@ -472,7 +479,7 @@ def push_command(
 @app.command("fit-sampler")
 def fit_sampler_command(
     source: Path = typer.Argument(..., metavar="RUN_OR_FILE", help=SOURCE_HELP),
-    sampler: str = typer.Option(..., "--sampler", help="A registered sampler (`vaezoo list --parts`): gmm, maf, iaf."),
+    sampler: str = typer.Option(..., "--sampler", help="A registered sampler (`vaezoo list --parts` lists them, e.g. gmm)."),
     option: List[str] = typer.Option([], "-o", "--option", help="A hyperparameter of the sampler as key=value "
                                      "(see docs/zoo.md, 'Post-hoc samplers')."),
     seed: int = typer.Option(0, "--seed", help="Seed for the sampler's initialisation and fitting."),
@@ -491,6 +498,14 @@ def fit_sampler_command(
               highlight=False)
 
 
+def _reports(exc: BaseException) -> bool:
+    """Under torchrun an error is printed once: by rank 0, or for an error that depends on a machine
+    (its files, its memory) by each machine's first process; see VaezooError.scope."""
+    if os.environ.get("RANK", "0") in ("", "0"):
+        return True
+    return getattr(exc, "scope", "job") == "node" and os.environ.get("LOCAL_RANK", "0") in ("", "0")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit code."""
     _debug["on"] = False
@@ -499,12 +514,14 @@ def main(argv: list[str] | None = None) -> None:
     except VaezooError as exc:
         if _debugging():
             raise
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        if _reports(exc):
+            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if _debugging():
             raise
-        err.print("[red]interrupted[/]", highlight=False)
+        if _reports(exc):
+            err.print("[red]interrupted[/]", highlight=False)
         sys.exit(130)
     except Exception as exc:
         # Typer's own usage errors (a bad --seed, a missing argument...) as one line too; checked by
@@ -512,7 +529,7 @@ def main(argv: list[str] | None = None) -> None:
         if not (hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)):
             raise
         message = exc.format_message()
-        if message.strip():  # empty when the help was shown instead (vaezoo with no arguments)
+        if message.strip() and _reports(exc):  # empty when the help was shown instead (vaezoo with no arguments)
             err.print(f"[red]error:[/] {escape(message)} (see vaezoo --help)", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     if isinstance(code, int) and code:

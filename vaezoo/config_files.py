@@ -82,6 +82,7 @@ KEYS: dict[str, Key] = {
     "checkpoint_every": Key(_optional(_whole(1)), "a whole number of at least 1, or null"),
     "skip_nonfinite": Key(_flag, "true or false"),
     "dist_timeout": Key(_seconds, "a number of seconds above 0"),
+    "keep_checkpoints": Key(_optional(_whole(1)), "a whole number of at least 1, or null"),
     # what config.json records about how a run went; not settings
     "input_shape": Key(_shape, "three positive whole numbers", applied=False),
     "vaezoo_version": Key(_string, "a version", applied=False),

@@ -220,7 +220,13 @@ def labelled_batches(images: Any, labels: Tensor | None, batch_size: int) -> Ite
 def data_dir(option: str | Path | None) -> Path | None:
     """The data directory: the command-line option, else $VAEZOO_DATA, else None."""
     chosen = option or os.environ.get(DATA_ENV)
-    return Path(chosen).expanduser() if chosen else None
+    if not chosen:
+        return None
+    try:
+        return Path(chosen).expanduser()
+    except RuntimeError:  # "~user/..." for a user this system does not know
+        where = "--data-dir" if option else f"${DATA_ENV}"
+        raise DataError(f"{where} {chosen}: its '~' names no home folder on this system") from None
 
 
 def cache_dir() -> Path:

@@ -3,7 +3,7 @@
 Every hook receives a `register` callback. Registration only *names* implementations
 ("module:attribute" strings), so listing plugins never imports torch.
 
-    register(name, target, description="", params=())  # parts, objectives, datasets, metrics
+    register(name, target, description="", params=())  # parts, objectives, datasets, metrics, protocols
     register(VariantSpec(...))                          # variants
 
 `params` is a tuple of vaezoo.hparams.Param: hyperparameters a part reads from ctx.hp, or a
@@ -75,6 +75,12 @@ def register_trackers(register):
 @hookspec
 def register_metrics(register):
     """Metrics: score a representation against a dataset's ground-truth factors (see vaezoo.evaluation.metrics)."""
+
+
+@hookspec
+def register_protocols(register):
+    """Benchmark protocols (`vaezoo bench NAME`): a vaezoo.bench.protocol.Protocol, the literature's numbers for
+    it included."""
 
 
 @hookspec

@@ -28,7 +28,7 @@ class VariantSpec:
     `parts` names a part for each kind the structure builds (the default structure builds an
     encoder, decoder, likelihood, prior and divergence). `parent_needs`, when set, makes the
     variant a second stage: it trains on a finished run (`--parent RUN`) whose model has these
-    capabilities, e.g. a prior over a VQ-VAE's codes.
+    capabilities, e.g. a prior over a first stage's discrete codes.
     """
 
     name: str
@@ -76,6 +76,9 @@ class Recipe:
         for kind, name in (swaps or {}).items():
             if kind not in PART_KINDS:
                 raise UsageError(f"--part {kind}={name}: '{kind}' is not a part kind; use one of {', '.join(PART_KINDS)}")
+            if kind not in parts:
+                raise UsageError(f"--part {kind}={name}: variant {spec.name} has no {kind} to swap "
+                                 f"(its parts: {', '.join(parts)})")
             registry.get(kind, name)  # an unknown name is an error with suggestions
             parts[kind] = name
         params = list(spec.params)

@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vaezoo.errors import UsageError
+
+if TYPE_CHECKING:
+    from vaezoo.registry import Registry
+
+
+@dataclass(frozen=True)
+class Published:
+    """A number the literature reports for a protocol's dataset: context for the table, not a target (its
+    source used its own architecture and budget, which `source` states)."""
+
+    variant: str  # our variant that corresponds
+    dataset: str  # the protocol's dataset label
+    nll: float  # -log p(x), nats, on the original image (784 values for FashionMNIST)
+    source: str
+
+
+@dataclass(frozen=True)
+class Ordering:
+    """A paper's headline claim as an ordering of test -log p(x): `better` beats `worse`."""
+
+    better: str
+    worse: str
+    claim: str  # who says so
 
 
 @dataclass(frozen=True)
@@ -20,6 +44,9 @@ class Protocol:
     parents: second-stage variant -> the first-stage variant whose run (same dataset and seed) it trains on.
     region: (top, bottom, left, right) of the original image in a padded one, measured apart.
     quality_dataset: the dataset label whose samples are scored (Frechet distance, precision, recall).
+    samplers: where the scored samples come from: "prior" (the model's own) and post-hoc samplers,
+    each fitted to the run's training codes first (models without a flat code score the prior only).
+    published, orderings: the literature's numbers and headline orderings, printed beside the table.
     """
 
     name: str
@@ -35,6 +62,9 @@ class Protocol:
     quality_dataset: str | None = None
     sample_images: int = 2000
     classifier_epochs: int = 2
+    samplers: tuple[str, ...] = ("prior", "gmm")
+    published: tuple[Published, ...] = ()
+    orderings: tuple[Ordering, ...] = ()
 
     def __post_init__(self):
         _check_types(self)
@@ -56,9 +86,13 @@ class Protocol:
             raise UsageError(f"{source}: unknown protocol keys {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         try:
             values = dict(values)
-            for key in ("seeds", "variants", "exclude", "region"):
+            for key in ("seeds", "variants", "exclude", "region", "samplers"):
                 if values.get(key) is not None:
                     values[key] = tuple(values[key])
+            for key, kind in (("published", Published), ("orderings", Ordering)):
+                if not all(isinstance(item, Mapping) for item in values.get(key, ())):
+                    raise UsageError(f"{source}: {key} must be a list of objects")
+                values[key] = tuple(kind(**item) for item in values.get(key, ()))
             return cls(**values)
         except TypeError as exc:
             raise UsageError(f"{source}: not a protocol ({exc})") from None
@@ -73,37 +107,29 @@ def _check_types(protocol: Protocol) -> None:
     ints = (protocol.epochs, protocol.importance_samples, protocol.sample_images, protocol.classifier_epochs,
             *protocol.seeds, *(protocol.region or ()))
     strings = (*protocol.datasets.values(), *protocol.variants, *protocol.exclude, *protocol.parents,
-               *protocol.parents.values())
+               *protocol.parents.values(), *protocol.samplers,
+               *(text for p in protocol.published for text in (p.variant, p.dataset, p.source)),
+               *(text for o in protocol.orderings for text in (o.better, o.worse, o.claim)))
+    numbers = [p.nll for p in protocol.published]
     if not all(type(v) is int for v in ints) or not all(isinstance(v, str) for v in strings) \
+            or not all(type(v) in (int, float) and math.isfinite(v) for v in numbers) \
             or not all(isinstance(v, Mapping) for v in protocol.overrides.values()):
         raise UsageError(f"protocol {protocol.name}: values have the wrong types (numbers must be whole, names "
                          "strings, overrides objects)")
 
 
-#: Grey levels as Bernoulli probabilities (the reference model's protocol) and dynamically
-#: binarised images (the literature's), 2 seeds, a 2-epoch budget a 2-core CPU can afford for the
-#: whole zoo; variants whose default cost many decoder passes per image are cut to 8 samples.
-FASHION_MNIST = Protocol(
-    name="fashion-mnist",
-    datasets={"grey": "fashion-mnist", "binarized": "binarized-fashion-mnist"},
-    epochs=2,
-    seeds=(0, 1),
-    importance_samples=100,
-    overrides={"ciwae": {"k": 8}, "miwae": {"m": 2, "k": 4}, "piwae": {"m": 2, "k": 4}},
-    region=(2, 30, 2, 30),
-    quality_dataset="grey",
-)
-
-BUILT_IN = {FASHION_MNIST.name: FASHION_MNIST}
-
-
-def load_protocol(name_or_path: str) -> Protocol:
-    """A built-in protocol by name, or one from a JSON file (untrusted: every key and type checked)."""
-    if name_or_path in BUILT_IN:
-        return BUILT_IN[name_or_path]
+def load_protocol(name_or_path: str, registry: Registry) -> Protocol:
+    """A registered protocol by name, or one from a JSON file (untrusted: every key and type checked)."""
+    if name_or_path in registry.names("protocol"):
+        protocol = registry.load("protocol", name_or_path)
+        if not isinstance(protocol, Protocol):
+            raise UsageError(f"protocol '{name_or_path}' from plugin '{registry.get('protocol', name_or_path).plugin}' "
+                             "is not a vaezoo.bench.protocol.Protocol")
+        return protocol
     path = Path(name_or_path)
     if not path.is_file():
-        raise UsageError(f"protocol '{name_or_path}' is neither built in ({', '.join(BUILT_IN)}) nor a JSON file")
+        raise UsageError(f"protocol '{name_or_path}' is neither registered ({', '.join(registry.names('protocol'))}) "
+                         "nor a JSON file")
     try:
         values = json.loads(path.read_text())
     except (OSError, ValueError) as exc:

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from vaezoo.bench.protocol import Protocol
-from vaezoo.bench.published import ORDERINGS, PUBLISHED
 from vaezoo.bench.runner import CELL
+from vaezoo.storage.files import atomic_write_bytes, make_folder
 
 #: column header -> how to read it from a cell record (None when the cell lacks it)
 COLUMNS: dict[str, Callable[[dict[str, Any]], float | None]] = {
@@ -24,13 +24,20 @@ COLUMNS: dict[str, Callable[[dict[str, Any]], float | None]] = {
     "-log p(x) (784)": lambda r: r["evaluation"].get("region", {}).get("nll"),
     "KL": lambda r: r["evaluation"].get("kl"),
     "active units": lambda r: r["evaluation"].get("active_units"),
-    "Frechet (classifier)": lambda r: r.get("quality", {}).get("frechet_distance"),
-    "precision": lambda r: r.get("quality", {}).get("precision"),
-    "recall": lambda r: r.get("quality", {}).get("recall"),
+    "Frechet (classifier)": lambda r: _quality(r, "prior").get("frechet_distance"),
+    "precision": lambda r: _quality(r, "prior").get("precision"),
+    "recall": lambda r: _quality(r, "prior").get("recall"),
     "train min": lambda r: r["train_seconds"] / 60,
 }
+#: the sample-quality measures, per sampler
+QUALITY = {"Frechet (classifier)": "frechet_distance", "precision": "precision", "recall": "recall"}
 #: a structure's own measures (codebook perplexity and usage, ...), shown as name = value
 OWN = "own measures"
+
+
+def _quality(record: dict[str, Any], sampler: str) -> dict[str, Any]:
+    """The cell's sample-quality scores from `sampler` (empty when not measured or not applicable)."""
+    return record.get("quality", {}).get(sampler, {})
 
 
 def cells(out: Path) -> list[dict[str, Any]]:
@@ -71,7 +78,9 @@ def write_report(out: Path, protocol: Protocol, destination: Path, *, hardware: 
         f"- **Budget overrides** (to fit the budget): {_overrides(protocol)}.",
         f"- **Sample quality** on the `{protocol.quality_dataset}` data: a Frechet distance in the features of a "
         "classifier trained on the data set by the bench (not the Inception FID), and improved precision and "
-        f"recall (Kynkaanniemi et al. 2019, k = 3), {protocol.sample_images} prior samples against as many test images.",
+        f"recall (Kynkaanniemi et al. 2019, k = 3), {protocol.sample_images} samples against as many test images; "
+        "the main table scores the model's prior, the table after it every sampler "
+        f"({', '.join(f'`{s}`' for s in protocol.samplers)}; post-hoc ones fitted to the run's training codes).",
         f"- **Hardware**: {hardware or platform.processor() or platform.machine()}; training minutes are wall-clock.",
         "",
     ]
@@ -86,18 +95,39 @@ def write_report(out: Path, protocol: Protocol, destination: Path, *, hardware: 
                 continue
             cells_text = [summary(read(r) for r in finished) for read in COLUMNS.values()]
             lines.append(f"| `{variant}` | " + " | ".join(cells_text) + f" | {_own(finished)} | "
-                         f"{_published(variant, dataset)} |")
-        lines += ["", *_orderings(variants), ""]
-    lines += ["## Sources", "", *{f"- {p.source}" for p in PUBLISHED}, "", "## Every run", "",
+                         f"{_published(protocol, variant, dataset)} |")
+        lines += ["", *_orderings(protocol, variants), ""]
+        if dataset == protocol.quality_dataset:
+            lines += _sampler_table(variants, protocol.samplers)
+    lines += ["## Sources", "", *dict.fromkeys(f"- {p.source}" for p in protocol.published), "", "## Every run", "",
               "| dataset | variant | seed | run folder | weights | command |", "|---|---|---|---|---|---|"]
     for record in records:
         lines.append(f"| {record['dataset']} | `{record['variant']}` | {record['seed']} | `{record['run']}` | "
                      f"`{(record.get('weights_hash') or '-')[:19]}` | `{record['command']}` |")
     text = "\n".join(line for line in lines if line is not None) + "\n"
     destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    destination.write_text(text)
+    make_folder(destination.parent)
+    atomic_write_bytes(destination, text.encode())
     return text
+
+
+def _sampler_table(variants: dict[str, list[dict[str, Any]]], samplers: Iterable[str]) -> list[str]:
+    """Sample quality of every model from every sampler, mean ± spread over seeds."""
+    lines = ["### Sample quality by sampler", "", "| variant | sampler | " + " | ".join(QUALITY) + " |",
+             "|---|---|" + "---|" * len(QUALITY)]
+    for variant, runs in sorted(variants.items()):
+        finished = [r for r in runs if "refused" not in r and "quality" in r]
+        for sampler in samplers:
+            scored = [_quality(r, sampler) for r in finished]
+            if not scored:
+                continue
+            if all("not_applicable" in s for s in scored):
+                lines.append(f"| `{variant}` | {sampler} | not applicable: {scored[0]['not_applicable']} |"
+                             + " |" * (len(QUALITY) - 1))
+                continue
+            lines.append(f"| `{variant}` | {sampler} | "
+                         + " | ".join(summary(s.get(key) for s in scored) for key in QUALITY.values()) + " |")
+    return [*lines, ""]
 
 
 def _own(runs: list[dict[str, Any]]) -> str:
@@ -114,12 +144,12 @@ def _overrides(protocol: Protocol) -> str:
                      for variant, values in protocol.overrides.items())
 
 
-def _published(variant: str, dataset: str) -> str:
-    found = [p for p in PUBLISHED if p.variant == variant and p.dataset == dataset]
+def _published(protocol: Protocol, variant: str, dataset: str) -> str:
+    found = [p for p in protocol.published if p.variant == variant and p.dataset == dataset]
     return ", ".join(f"{p.nll:.2f}" for p in found) or "-"
 
 
-def _orderings(variants: dict[str, list[dict[str, Any]]]) -> list[str]:
+def _orderings(protocol: Protocol, variants: dict[str, list[dict[str, Any]]]) -> list[str]:
     """Whether each paper's headline ordering of -log p(x) holds here (784 values where measured)."""
     def mean_nll(variant: str) -> float | None:
         values = [r["evaluation"].get("region", {}).get("nll", r["evaluation"].get("nll"))
@@ -128,10 +158,11 @@ def _orderings(variants: dict[str, list[dict[str, Any]]]) -> list[str]:
         return statistics.fmean(values) if values else None
 
     lines = []
-    for better, worse, claim in ORDERINGS:
+    for ordering in protocol.orderings:
+        better, worse = ordering.better, ordering.worse
         ours, theirs = mean_nll(better), mean_nll(worse)
         if ours is None or theirs is None:
             continue
         verdict = "holds" if ours < theirs else "does not hold"
-        lines.append(f"- {claim}: {verdict} here (`{better}` {ours:.2f} against `{worse}` {theirs:.2f}).")
+        lines.append(f"- {ordering.claim}: {verdict} here (`{better}` {ours:.2f} against `{worse}` {theirs:.2f}).")
     return lines

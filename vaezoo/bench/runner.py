@@ -45,6 +45,8 @@ def plan(protocol: Protocol, registry: Registry) -> tuple[list[Cell], dict[str, 
     for name in (*protocol.variants, *protocol.exclude, *protocol.parents, *protocol.parents.values(),
                  *protocol.overrides):
         registry.variant(name)
+    for name in protocol.samplers:
+        registry.get("sampler", name)
     names = list(protocol.variants) or registry.names("variant")
     left_out = {name: "excluded by the protocol" for name in names if name in protocol.exclude}
     chosen = []
@@ -131,7 +133,7 @@ def run_cell(cell: Cell, protocol: Protocol, out: Path, registry: Registry, devi
                                             device=device, region=protocol.region, overwrite=True)
         record["evaluation_seconds"] = time.perf_counter() - measured
         if cell.dataset == protocol.quality_dataset:
-            record["quality"] = sample_quality(folder, protocol, out, registry, cell.seed)
+            record["quality"] = sample_quality(folder, protocol, out, registry, cell.seed, device)
     except UsageError as exc:  # a variant whose parts do not take the data: a row saying so, not a stop
         record["refused"] = str(exc)
         console.print(f"[yellow]{cell.variant}:[/] {exc}", highlight=False, soft_wrap=True)
@@ -163,25 +165,34 @@ def _command(variant: str, dataset: str, seed: int, hparams: dict[str, Any], par
     return f"vaezoo train {variant} --dataset {dataset} --seed {seed} {options}{parent_option}"
 
 
-def sample_quality(folder: Path, protocol: Protocol, out: Path, registry: Registry, seed: int) -> dict[str, Any]:
-    """Frechet distance, precision and recall of the model's prior samples against the test images,
-    in the features of the protocol's classifier (trained once per bench, kept in classifiers/)."""
+def sample_quality(folder: Path, protocol: Protocol, out: Path, registry: Registry, seed: int,
+                   device: str = "auto") -> dict[str, Any]:
+    """Per sampler of the protocol: Frechet distance, precision and recall of the model's samples against
+    the test images, in the features of the protocol's classifier (trained once per bench, kept in
+    classifiers/). A post-hoc sampler is fitted to the run's training codes first; one the model cannot
+    use says why."""
     from vaezoo import api
     from vaezoo.data import as_float
     from vaezoo.evaluation import sample_quality as quality
 
-    model = api.load(folder)
     test = registry.load("dataset", protocol.datasets[protocol.quality_dataset])(None).test
     real = as_float(test[:protocol.sample_images])
     try:
         classifier = load_or_train_classifier(protocol, out, registry)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            samples = torch.cat([model.sample(min(500, protocol.sample_images - done))
-                                 for done in range(0, protocol.sample_images, 500)])
     except NotApplicable as exc:
         return {"not_applicable": str(exc)}
-    return quality.sample_quality(classifier, real, samples)
+    scores: dict[str, Any] = {}
+    for sampler in protocol.samplers:
+        try:
+            if getattr(registry.load("sampler", sampler), "fits", True):
+                api.fit_sampler(folder, sampler, seed=seed, device=device, overwrite=True)
+            with torch.random.fork_rng(devices=[]):
+                samples = api.draw(folder, protocol.sample_images, sampler=sampler, seed=seed, device=device).cpu()
+        except UsageError as exc:  # NotApplicable included: a sampler the model's structure cannot take
+            scores[sampler] = {"not_applicable": str(exc)}
+            continue
+        scores[sampler] = quality.sample_quality(classifier, real, samples)
+    return scores
 
 
 def load_or_train_classifier(protocol: Protocol, out: Path, registry: Registry):

@@ -6,6 +6,7 @@ to traverse, no prior to sample) is left out with a note rather than drawn wrong
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -14,14 +15,23 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import make_grid
 
 from vaezoo.data import as_float
 from vaezoo.errors import NotApplicable
 from vaezoo.model.structure import Structure
+from vaezoo.storage.files import atomic_write_bytes
+from vaezoo.storage.runs import LOSS, RECONSTRUCTIONS, SAMPLES, TRAVERSALS
 
 TRAVERSAL_RANGE = 3.0  # standard deviations of the prior either side of the posterior mean
 TRAVERSAL_STEPS = 11
+PADDING = 2  # pixels between the images of a grid
+
+
+def grid_bytes(input_shape: tuple[int, int, int]) -> int:
+    """Memory one image takes in a grid: a padded 3-channel float tile, then its 8-bit copy for the PNG."""
+    _, height, width = input_shape
+    return 3 * (height + PADDING) * (width + PADDING) * (4 + 1)
 
 
 @torch.no_grad()
@@ -33,13 +43,13 @@ def reconstruction_grid(model: Structure, images: Tensor, n: int = 32, per_row: 
     with model.conditioned_on(None if labels is None else labels[:n].to(x.device)):
         recon = model.reconstruct(x)
     rows = [t for i in range(0, x.shape[0], per_row) for t in (x[i:i + per_row], recon[i:i + per_row])]
-    return make_grid(torch.cat(rows), nrow=per_row, pad_value=1.0)
+    return make_grid(torch.cat(rows), nrow=per_row, padding=PADDING, pad_value=1.0)
 
 
 @torch.no_grad()
 def sample_grid(model: Structure, n: int = 64, draw: Callable[[int], Tensor] | None = None) -> Tensor:
     """n samples in a square grid: from the model's prior, or from `draw(n)` (a fitted sampler's images)."""
-    return make_grid((draw or model.sample)(n), nrow=int(n**0.5) or 1, pad_value=1.0)
+    return make_grid((draw or model.sample)(n), nrow=int(n**0.5) or 1, padding=PADDING, pad_value=1.0)
 
 
 @torch.no_grad()
@@ -55,18 +65,18 @@ def traversals(model: Structure, image: Tensor, path: Path, label: Tensor | None
     grid[index, :, index] = z[index, None] + values
     with model.conditioned_on(None if label is None else label.reshape(1).to(z.device).expand(dims * TRAVERSAL_STEPS)):
         decoded = model.decode_representation(grid.reshape(-1, dims))
-    save_image(decoded, path, nrow=TRAVERSAL_STEPS, pad_value=1.0)
+    _write_png(_image(make_grid(decoded, nrow=TRAVERSAL_STEPS, padding=PADDING, pad_value=1.0)), path)
 
 
 def reconstructions(model: Structure, images: Tensor, path: Path | BinaryIO, n: int = 32, per_row: int = 8,
                     labels: Tensor | None = None) -> None:
     """The reconstruction grid as a PNG file (or into an open stream)."""
-    save_image(reconstruction_grid(model, images, n, per_row, labels), path, format="png")
+    _write_png(_image(reconstruction_grid(model, images, n, per_row, labels)), path)
 
 
 def samples(model: Structure, path: Path | BinaryIO, n: int = 64, draw: Callable[[int], Tensor] | None = None) -> None:
     """The sample grid as a PNG file (or into an open stream)."""
-    save_image(sample_grid(model, n, draw), path, format="png")
+    _write_png(_image(sample_grid(model, n, draw)), path)
 
 
 def epoch_pictures(model: Structure, test_images: Tensor, seed: int = 0,
@@ -87,8 +97,27 @@ def epoch_pictures(model: Structure, test_images: Tensor, seed: int = 0,
                 grids[name] = draw()
             except NotApplicable:  # a picture the model's structure cannot draw (no prior samples, say)
                 continue
-    return {name: grid.mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-            for name, grid in grids.items()}
+    return {name: _uint8(grid) for name, grid in grids.items()}
+
+
+def _uint8(grid: Tensor) -> np.ndarray:
+    """A [3, H, W] grid in [0, 1] as uint8 [H, W, 3], rounded as torchvision's save_image rounds."""
+    return grid.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def _image(grid: Tensor) -> Image.Image:
+    return Image.fromarray(_uint8(grid))
+
+
+def _write_png(image: Image.Image, path: Path | BinaryIO) -> None:
+    """A PNG into an open stream, or to a file through vaezoo's one write path (atomic, no link
+    followed, one error line)."""
+    if not isinstance(path, Path):
+        image.save(path, format="PNG")
+        return
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def loss_curves(records: Sequence[dict[str, Any]], path: Path, size: tuple[int, int] = (640, 400)) -> None:
@@ -131,7 +160,7 @@ def loss_curves(records: Sequence[dict[str, Any]], path: Path, size: tuple[int, 
         for x, y in points:
             draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
         draw.text((left + 10 + 130 * i, 10), label, fill=colour, font=font)
-    image.save(path)
+    _write_png(image, path)
 
 
 def write_pictures(model: Structure, test_images: Tensor, records: Sequence[dict[str, Any]], folder: Path,
@@ -141,10 +170,10 @@ def write_pictures(model: Structure, test_images: Tensor, records: Sequence[dict
     model.eval()
     notes = []
     first_label = None if test_labels is None else test_labels[0]
-    drawings = {"reconstructions.png": lambda path: reconstructions(model, test_images, path, labels=test_labels),
-                "samples.png": lambda path: samples(model, path),
-                "traversals.png": lambda path: traversals(model, test_images[0], path, first_label),
-                "loss.png": lambda path: loss_curves(records, path)}
+    drawings = {RECONSTRUCTIONS: lambda path: reconstructions(model, test_images, path, labels=test_labels),
+                SAMPLES: lambda path: samples(model, path),
+                TRAVERSALS: lambda path: traversals(model, test_images[0], path, first_label),
+                LOSS: lambda path: loss_curves(records, path)}
     for name, draw in drawings.items():
         try:
             draw(folder / name)

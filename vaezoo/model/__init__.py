@@ -6,7 +6,13 @@ Plugins import the interfaces from here: ``from vaezoo.model import BuildContext
 from vaezoo.model.building import build_model, build_objective
 from vaezoo.model.distributions import DiagonalGaussian
 from vaezoo.model.parts import BuildContext, Objective, PartRef, Terms
-from vaezoo.model.structure import CAPABILITIES, LatentGroup, Pass, Structure, latent_group
+from vaezoo.model.structure import (
+           CAPABILITIES,
+           LatentGroup,
+           Pass,
+           Structure,
+           latent_group,
+)
 
 __all__ = ["CAPABILITIES", "BuildContext", "DiagonalGaussian", "LatentGroup", "Objective", "PartRef", "Pass",
            "Structure", "Terms", "build_model", "build_objective", "latent_group"]

@@ -27,6 +27,7 @@ def build_model(spec: VariantSpec, hp: HParams | Mapping, input_shape: tuple[int
     """
     recipe = Recipe.of(spec, registry, parts, dataset)
     hp = recipe.schema.resolve(hp)
+    _check_interfaces(recipe, registry)
     _check_parent(spec, parent)
     if parent is not None:
         parent.requires_grad_(False).eval()
@@ -78,6 +79,22 @@ def check_needs(what: str, part: object, model: Structure) -> None:
         reasons = "; ".join(f"{name}: {CAPABILITIES.get(name, 'a capability no part declares')}" for name in missing)
         raise UsageError(f"the {what} needs {', '.join(missing)}, which structure '{structure}' built with these "
                          f"parts does not provide ({reasons})")
+
+
+def _check_interfaces(recipe: Recipe, registry: Registry) -> None:
+    """Refuse, with one line, a swapped-in part whose declared `interface` differs from the variant's own part's
+    (an encoder giving q(z|x) where the structure reads a grid of features): it would fail deep in the first
+    batch. A part that declares none is trusted."""
+    defaults = recipe.spec.default_parts()
+    for kind, name in recipe.swaps().items():
+        wanted = getattr(registry.load(kind, defaults[kind]), "interface", None)
+        given = getattr(registry.load(kind, name), "interface", None)
+        if wanted is not None and given is not None and wanted != given:
+            base = f"base_{kind}"
+            hint = (f"; to build {kind} '{defaults[kind]}' on {kind} '{name}', use -o {base}={name}"
+                    if base in recipe.schema else "")
+            raise UsageError(f"--part {kind}={name}: {kind} '{name}' is {given}, but variant {recipe.spec.name}'s "
+                             f"{kind} '{defaults[kind]}' is {wanted}{hint}")
 
 
 def _check_parent(spec: VariantSpec, parent: Structure | None) -> None:

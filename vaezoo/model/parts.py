@@ -25,7 +25,9 @@ Objective   forward(model, x, step) -> Terms; an nn.Module so it may own trainab
             (a discriminator) that the trainer gives their own optimiser.
 
 Any part class may declare `needs`: the model capabilities (vaezoo.model.structure.CAPABILITIES)
-it cannot work without; building refuses a combination that lacks one, with one line.
+it cannot work without; building refuses a combination that lacks one, with one line. It may also
+declare `interface`, a short text of what it takes and gives ("x -> q(z|x)"): a `--part` swap is
+refused when the variant's own part and the swapped-in one both declare one and they differ.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class BuildContext:
 
     `part(kind)` builds the variant's part of that kind once and returns the same module to every
     caller (a VampPrior and the structure share one encoder); `build(kind, name)` builds another
-    registered part afresh, for parts that wrap one (an IAF posterior around a conv encoder).
+    registered part afresh, for parts that wrap one (a flow posterior around a conv encoder).
     """
 
     hp: HParams

@@ -13,8 +13,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_tensors_to_bytes
 from torch import nn
 
+from vaezoo import footprint
 from vaezoo.errors import WeightsError
-from vaezoo.storage.runs import atomic_write_bytes
+from vaezoo.storage.files import atomic_write_bytes
 
 FORMAT_KEY = "vaezoo_format"
 FORMAT = "1"
@@ -48,7 +49,7 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, prefix: str, tensors: Ma
             state.setdefault(int(index), {})[key] = value
     for index, values in meta["scalars"].items():
         state.setdefault(int(index), {}).update(values)
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
     _match_parameter_layouts(optimizer)
 
 
@@ -82,10 +83,14 @@ def encode_metadata(metadata: Mapping[str, Any]) -> dict[str, str]:
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
 
 
+def encode(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]) -> bytes:
+    """The bytes of a vaezoo safetensors file: tensors and JSON-encoded metadata values."""
+    return save_tensors_to_bytes(dict(tensors), metadata={FORMAT_KEY: FORMAT, **encode_metadata(metadata)})
+
+
 def write(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]) -> None:
     """Write tensors with JSON-encoded metadata values, atomically."""
-    meta = {FORMAT_KEY: FORMAT, **encode_metadata(metadata)}
-    atomic_write_bytes(Path(path), save_tensors_to_bytes(dict(tensors), metadata=meta))
+    atomic_write_bytes(Path(path), encode(tensors, metadata))
 
 
 def read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -93,6 +98,7 @@ def read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
+    footprint.check_fits(f"reading {path}", path.stat().st_size, torch.device("cpu"))  # its tensors fill the file
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
@@ -106,19 +112,25 @@ def read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     return tensors, metadata
 
 
-def load_module_state(module: nn.Module, tensors: Mapping[str, torch.Tensor], prefix: str, source: Path) -> None:
-    """Load `prefix`-ed tensors into `module`, naming missing or mismatched keys clearly."""
+def check_module_state(module: nn.Module, tensors: Mapping[str, torch.Tensor], prefix: str, source: Path) -> None:
+    """The `prefix`-ed tensors are exactly `module`'s state: same names, shapes and dtypes."""
     own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     expected = module.state_dict()
     missing = sorted(set(expected) - set(own))
     unexpected = sorted(set(own) - set(expected))
     wrong = sorted(k for k in set(expected) & set(own) if expected[k].shape != own[k].shape)
-    if missing or unexpected or wrong:
+    wrong_type = sorted(k for k in set(expected) & set(own) if expected[k].dtype != own[k].dtype)
+    if missing or unexpected or wrong or wrong_type:
         detail = "; ".join(f"{label}: {', '.join(keys[:3])}{'...' if len(keys) > 3 else ''}"
                            for label, keys in (("missing", missing), ("unexpected", unexpected),
-                                               ("wrong shape", wrong)) if keys)
+                                               ("wrong shape", wrong), ("wrong dtype", wrong_type)) if keys)
         raise WeightsError(f"{source} does not match the model it claims to be ({detail})")
-    module.load_state_dict(own)
+
+
+def load_module_state(module: nn.Module, tensors: Mapping[str, torch.Tensor], prefix: str, source: Path) -> None:
+    """Load `prefix`-ed tensors into `module`, naming missing or mismatched keys clearly."""
+    check_module_state(module, tensors, prefix, source)
+    module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
 
 
 def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -13,8 +13,9 @@ from vaezoo import __version__
 from vaezoo.errors import UsageError
 from vaezoo.registry import Registry
 from vaezoo.storage import checkpoint
+from vaezoo.storage.files import atomic_write_files, encode_json, refuse_overwrite
 from vaezoo.storage.loading import OPTIONAL_JSON_FIELDS, PARTS, Artifact
-from vaezoo.storage.runs import CONFIG, EVAL, MODEL, atomic_write_bytes, atomic_write_json, refuse_overwrite
+from vaezoo.storage.runs import CONFIG, EVAL, MODEL, RunDir, refuse_run_files
 
 FORMATS = ("safetensors", "hf")
 SUFFIX = ".safetensors"
@@ -56,25 +57,26 @@ def export(artifact: Artifact, registry: Registry, out: Path | None = None, *, p
         raise UsageError(f"--format hf writes a folder; --out {out} names a file")
     out = Path(out)
     folder = out.suffix != SUFFIX
+    if folder and (out.is_symlink() or (out.exists() and not out.is_dir())):
+        raise UsageError(f"--out {out} exists and is not a folder")
+    if folder and RunDir(out).is_run():
+        raise UsageError(f"--out {out} holds a training run, whose {CONFIG} an export would replace; "
+                         "export into a new folder")
     targets = [out / MODEL, out / CONFIG] + ([out / CARD] if fmt == "hf" else []) if folder else [out]
     for target in targets:
+        refuse_run_files(target)
         refuse_overwrite(target, overwrite)
-    if folder and out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder")
     module = artifact.module if part == artifact.part else getattr(artifact.module, part)
     tensors = checkpoint.model_tensors(module)
     meta = {**export_metadata(artifact, part, registry), checkpoint.HASH_KEY: checkpoint.content_hash(tensors)}
-    card = None
+    files = {targets[0]: checkpoint.encode(tensors, meta)}
     if fmt == "hf":  # before anything is written: a missing extra or a bad eval.json leaves no half folder
         from vaezoo.storage.model_card import model_card, read_eval
 
         card = model_card(artifact, meta["plugin"], read_eval(artifact.beside(EVAL), artifact), load_as or str(out))
-    if folder:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / CONFIG, {"model_type": "vaezoo", checkpoint.FORMAT_KEY: checkpoint.FORMAT, **meta})
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint.write(targets[0], tensors, meta)
-    if card is not None:
-        atomic_write_bytes(out / CARD, card.encode())
-    return out if card is not None else targets[0]
+        files[out / CARD] = card.encode()
+    if folder:  # all files or none: a failed export leaves nothing that would refuse the retry
+        config = {"model_type": "vaezoo", checkpoint.FORMAT_KEY: checkpoint.FORMAT, **meta}
+        files[out / CONFIG] = encode_json(config, out / CONFIG)
+    atomic_write_files(files)
+    return out if fmt == "hf" else targets[0]

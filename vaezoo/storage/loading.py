@@ -8,7 +8,6 @@ unpickled.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,15 +16,23 @@ from typing import Any
 import torch
 from torch import nn
 
-from vaezoo.errors import UsageError, WeightsError
+from vaezoo import __version__, footprint
+from vaezoo.errors import UsageError, VaezooError, WeightsError, shown
 from vaezoo.hparams import HParams
 from vaezoo.model.building import build_model
 from vaezoo.model.structure import Structure
-from vaezoo.registry import PLUGINS_ENV, Registry, get_registry
+from vaezoo.registry import (
+    BUILTIN_DISTRIBUTION,
+    PLUGINS_ENV,
+    Registry,
+    describe_failure,
+    get_registry,
+)
 from vaezoo.storage import checkpoint
+from vaezoo.storage.files import parse_json
 from vaezoo.storage.runs import CHECKPOINTS, CONFIG, MODEL
 from vaezoo.training.loop import weights_metadata
-from vaezoo.variant import VariantSpec
+from vaezoo.variant import Recipe, VariantSpec
 
 #: What a weights file may hold: the whole model, or the encoder or decoder alone.
 PARTS = ("model", "encoder", "decoder")
@@ -104,7 +111,7 @@ def checkpoint_model(raw: dict[str, str], tensors: dict[str, torch.Tensor],
                      source: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     """The model inside a training checkpoint: its tensors, and the metadata its run config implies."""
     try:
-        meta = weights_metadata(json.loads(raw["config"]))
+        meta = weights_metadata(parse_json(raw["config"]))
     except (ValueError, KeyError, TypeError):
         raise WeightsError(f"{source} is a training checkpoint without a readable run config") from None
     model = {k[len(CHECKPOINT_MODEL):]: v for k, v in tensors.items() if k.startswith(CHECKPOINT_MODEL)}
@@ -117,7 +124,7 @@ def decode_metadata(raw: dict[str, str], source: Path) -> dict[str, Any]:
     for key in (*JSON_FIELDS, *OPTIONAL_JSON_FIELDS):
         if key in raw:
             try:
-                meta[key] = json.loads(raw[key])
+                meta[key] = parse_json(raw[key])
             except ValueError:
                 raise WeightsError(f"{source}: metadata '{key}' is not valid JSON") from None
     return check_metadata(meta, source)
@@ -139,45 +146,66 @@ def check_metadata(meta: dict[str, Any], source: Path) -> dict[str, Any]:
         raise WeightsError(f"{source}: metadata 'hparams' must be an object and 'input_shape' three positive integers")
     meta.setdefault("part", "model")
     if meta["part"] not in PARTS:
-        raise WeightsError(f"{source}: metadata 'part' is '{meta['part']}', expected one of {', '.join(PARTS)}")
+        raise WeightsError(f"{source}: metadata 'part' is {shown(meta['part'])}, expected one of {', '.join(PARTS)}")
     return meta
 
 
 def installed_variant(registry: Registry, meta: dict[str, Any], source: Path) -> VariantSpec:
-    """The variant the file names; when it is not installed, say which plugin provides it."""
+    """The variant the file names; when it is not installed, say what the file says provides it.
+
+    The file's words are quoted, never turned into a command to run: a file can name any package.
+    """
     name = meta["variant"]
     if name in registry.names("variant"):
         return registry.variant(name)
-    plugin = meta.get("plugin")
-    if plugin is None:
-        raise WeightsError(f"{source} needs variant '{name}', which no installed plugin provides; "
-                           "install the plugin that provides it (`vaezoo plugins` lists those installed)")
-    info = registry.plugins.get(plugin)
+    plugin, distribution, version = (meta.get(key) for key in ("plugin", "plugin_distribution", "plugin_version"))
+    info = registry.plugins.get(plugin) if isinstance(plugin, str) else None
     if info is not None and info.error:
-        raise WeightsError(f"{source} needs variant '{name}' from plugin '{plugin}', which failed to load: {info.error}")
-    package = meta.get("plugin_distribution") or plugin
-    version = meta.get("plugin_version")
-    selected = f" and allow it in {PLUGINS_ENV}" if os.environ.get(PLUGINS_ENV) is not None else ""
-    raise WeightsError(f"{source} needs variant '{name}' from plugin '{plugin}', which is not installed; "
-                       f"install it (pip install {package}{'==' + version if version else ''}){selected}")
+        raise WeightsError(f"{source} needs variant {shown(name)} from plugin {shown(plugin)}, which is installed "
+                           f"but failed to load: {info.error}")
+    if distribution == BUILTIN_DISTRIBUTION:
+        raise WeightsError(f"{source} needs variant {shown(name)}, which its file says is built into vaezoo "
+                           f"{shown(version) if version else '(version not recorded)'}, but this vaezoo {__version__} "
+                           "has no such variant (`vaezoo list` shows those it has)")
+    said = f"; the file says plugin {shown(plugin)}" if plugin is not None else ""
+    if distribution is not None:
+        said += f" from the distribution {shown(distribution)}{' ' + shown(version) if version else ''}"
+    selected = f" (third-party plugins are limited by {PLUGINS_ENV})" if os.environ.get(PLUGINS_ENV) is not None else ""
+    raise WeightsError(f"{source} needs variant {shown(name)}, which no installed plugin provides{said}; "
+                       f"`vaezoo plugins` lists the plugins installed{selected}")
 
 
-def model_from_metadata(meta: dict[str, Any], registry: Registry, source: Path,
+def model_from_metadata(meta: dict[str, Any], registry: Registry, source: Path, device: torch.device,
                         stages: int = 0) -> tuple[VariantSpec, Structure]:
-    """Build (untrained) the model that `meta` describes, its parent stage first when it has one."""
+    """Build (untrained) the model that `meta` describes, its parent stage first when it has one,
+    after checking that it fits in `device`'s memory. The metadata is untrusted: a model it
+    describes that cannot be built is the file's fault, told in one line."""
     spec = installed_variant(registry, meta, source)
     parent = None
     if "parent" in meta:
         if stages >= MAX_STAGES:
             raise WeightsError(f"{source}: more than {MAX_STAGES} nested parent stages")
-        _, parent = model_from_metadata(check_metadata(dict(meta["parent"]), source), registry, source, stages + 1)
+        _, parent = model_from_metadata(check_metadata(dict(meta["parent"]), source), registry, source, device,
+                                        stages + 1)
+    shape, parts, dataset = tuple(meta["input_shape"]), meta.get("parts"), meta["dataset"]
     try:
-        with torch.random.fork_rng(devices=[]):  # building initialises weights; leave the caller's RNG alone
-            model = build_model(spec, meta["hparams"], tuple(meta["input_shape"]), registry,
-                                parts=meta.get("parts"), parent=parent, dataset=meta["dataset"])
+        hp = Recipe.of(spec, registry, parts, dataset).schema.resolve(meta["hparams"])
     except UsageError as exc:
         raise WeightsError(f"{source}: its parts or hyperparameters do not fit the installed variant "
                            f"'{spec.name}' ({exc})") from None
+    footprint.check_build(f"the model {source} describes", spec, hp, shape, registry, device, parts=parts,
+                          parent=parent, dataset=dataset)
+    try:
+        with torch.random.fork_rng(devices=[]):  # building initialises weights; leave the caller's RNG alone
+            model = build_model(spec, hp, shape, registry, parts=parts, parent=parent, dataset=dataset)
+    except UsageError as exc:
+        raise WeightsError(f"{source}: its parts or hyperparameters do not fit the installed variant "
+                           f"'{spec.name}' ({exc})") from None
+    except (VaezooError, MemoryError):
+        raise
+    except Exception as exc:
+        raise WeightsError(f"{source}: the model its metadata describes cannot be built "
+                           f"({describe_failure(exc)})") from exc
     return spec, model
 
 
@@ -203,7 +231,7 @@ def open_artifact(path: Path, *, device: torch.device | str = "cpu", registry: R
     if "variant" not in raw and "optimizers" in raw:
         raw, tensors = checkpoint_model(raw, tensors, source)
     meta = decode_metadata(raw, source)
-    spec, model = model_from_metadata(meta, registry, source)
+    spec, model = model_from_metadata(meta, registry, source, torch.device(device))
     module = model if meta["part"] == "model" else getattr(model, meta["part"])
     load_weights(module, tensors, meta, registry, source)
     module.to(device).eval()

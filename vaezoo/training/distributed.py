@@ -29,6 +29,7 @@ from vaezoo.training import rng
 
 ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")  # what torchrun sets for every process it starts
 DEFAULT_TIMEOUT_S = 300
+LONGEST_TIMEOUT_S = 7 * 24 * 3600  # a week; beyond this a stuck job would never end (and timedelta overflows)
 
 
 class TrainingStep(nn.Module):
@@ -170,6 +171,8 @@ def _env_int(env: Mapping[str, str], name: str) -> int:
 def launch(device: torch.device, timeout_s: float = DEFAULT_TIMEOUT_S,
            env: Mapping[str, str] = os.environ) -> tuple[World, torch.device]:
     """The World torchrun's environment describes, and this process's device (cuda:LOCAL_RANK on GPUs)."""
+    if not (isinstance(timeout_s, (int, float)) and 1 <= timeout_s <= LONGEST_TIMEOUT_S):
+        raise UsageError(f"--dist-timeout {timeout_s}: give seconds from 1 to {LONGEST_TIMEOUT_S:,}")
     present = [name for name in ENV if name in env]
     if not present:
         return World(timeout_s=timeout_s), device

@@ -17,7 +17,14 @@ from typing import Any
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from vaezoo import __version__
 from vaezoo.data import ImageData, independent_batch, shuffled_batches
@@ -25,7 +32,12 @@ from vaezoo.devices import synchronize
 from vaezoo.errors import DataError, NonFiniteLossError, TrainingInterrupted, UsageError
 from vaezoo.evaluation.measures import elbo_sums, per_image
 from vaezoo.hparams import HParams
-from vaezoo.model.building import build_model, build_objective, penalised_parameters, trainable_parameters
+from vaezoo.model.building import (
+    build_model,
+    build_objective,
+    penalised_parameters,
+    trainable_parameters,
+)
 from vaezoo.model.parts import Objective, Terms
 from vaezoo.model.structure import Structure
 from vaezoo.registry import Registry
@@ -201,13 +213,16 @@ def _train(setup: TrainSetup, run: RunDir, registry: Registry, console: Console,
     tracking = Tracking(trackers if writes else {}, console)  # distributed: rank 0 tracks
     tracked = tracking.stored(run) if resume_run else {}
     if resume_run:
-        state, config, records, last = resume.restore(run, config, model, objective, optimizers, device, tidy=writes)
+        per_epoch = setup.data.train.shape[0] // (hp["batch_size"] * setup.world.size)
+        state, config, records, last = resume.restore(run, config, model, objective, optimizers, device,
+                                                      batches_per_epoch=per_epoch, tidy=writes)
         console.print(f"resuming {run.path} from {last or 'the start (no checkpoint yet)'}: "
                       f"{state.epoch} epochs and {state.step} steps done", highlight=False, soft_wrap=True)
     else:
         if writes:
             run.clear()
             if setup.parent is not None:
+                run.record([PARENT])
                 checkpoint.write(run.path / PARENT, checkpoint.model_tensors(setup.parent), setup.parent_metadata)
         state, records = resume.TrainState.start(setup.seed), []
     if writes:

@@ -77,6 +77,7 @@ class Tracking:
         name = f"{config['variant']}-{run.path.resolve().name}"
         ids = dict(stored)
         started: list[Tracker] = []
+        before = run.unrecorded()
         for tracker_name, tracker in self.trackers.items():
             start = TrackerStart(run.path, name, dict(config), step, stored.get(tracker_name, {}))
             try:
@@ -92,6 +93,7 @@ class Tracking:
                 raise VaezooError(f"tracker '{tracker_name}' could not start: {type(exc).__name__}: {exc}; "
                                   f"fix it and continue with: vaezoo train --resume {run.path}") from exc
             started.append(tracker)
+        run.record([*(run.unrecorded() - before), TRACKING])  # files the trackers made here (event files)
         atomic_write_json(run.path / TRACKING, ids)
         self._worker = threading.Thread(target=self._work, name="vaezoo-tracking", daemon=True)
         self._worker.start()

@@ -3,7 +3,12 @@
 from vaezoo import hookimpl
 from vaezoo.hparams import Param
 from vaezoo.variant import VariantSpec
-from vaezoo_plugins.standard.presets import CONV_PARTS, CONV_TRAINING, beta_elbo_params
+from vaezoo_plugins.standard.presets import (
+    BASE_ENCODER,
+    CONV_PARTS,
+    CONV_TRAINING,
+    beta_elbo_params,
+)
 
 _HERE = "vaezoo_plugins.cvae.structure"
 
@@ -18,7 +23,7 @@ def register_structures(register):
 def register_encoders(register):
     register("conditional-conv", f"{_HERE}:ConditionalEncoder",
              "a registered encoder's trunk whose features and the label feed the Gaussian heads",
-             params=(Param("base_encoder", "str", CONV_PARTS["encoder"], "the registered encoder whose trunk is used"),))
+             params=(BASE_ENCODER,))
 
 
 @hookimpl

@@ -19,17 +19,20 @@ from vaezoo.model.distributions import DiagonalGaussian
 from vaezoo.model.parts import BuildContext
 from vaezoo.model.structure import ImportanceDraw, Pass, latent_group
 from vaezoo_plugins.standard.structures import SingleLatent
+from vaezoo_plugins.standard.trunks import base_trunk
 
 
 class ConditionalEncoder(nn.Module):
     """(x, y one-hot) -> q(z|x, y): a registered encoder's trunk, its features and y into Gaussian heads."""
 
     gaussian_posterior = True
+    interface = "(x, y one-hot) -> q(z|x, y)"
+    wraps_base_encoder = True
 
     def __init__(self, ctx: BuildContext):
         super().__init__()
-        self.trunk = ctx.build("encoder", ctx.hp["base_encoder"]).trunk
-        features = self.trunk[-2].out_features + int(ctx.hp["classes"])  # the trunk ends Linear, ReLU
+        self.trunk, features = base_trunk(ctx)
+        features += int(ctx.hp["classes"])
         self.mu = nn.Linear(features, ctx.latent_dim)
         self.logvar = nn.Linear(features, ctx.latent_dim)
 

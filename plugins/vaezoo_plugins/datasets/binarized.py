@@ -12,7 +12,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaezoo.data import ImageData, cache_dir, data_dir, ordered_batches, shuffled_batches
+from vaezoo.data import (
+    ImageData,
+    cache_dir,
+    data_dir,
+    ordered_batches,
+    shuffled_batches,
+)
 from vaezoo.errors import DataError
 from vaezoo_plugins.datasets.idx import load_fashion_mnist, load_mnist
 

@@ -27,7 +27,14 @@ from vaezoo.data import Factors, ImageData, data_dir
 from vaezoo.errors import DataError
 from vaezoo.storage.runs import atomic_write_bytes, atomic_write_json
 from vaezoo_plugins.datasets.idx import DEFAULT_CACHE
-from vaezoo_plugins.datasets.sprites import FACTOR_NAMES, FACTOR_VALUES, SIZE, SIZES, grid_codes, render
+from vaezoo_plugins.datasets.sprites import (
+    FACTOR_NAMES,
+    FACTOR_VALUES,
+    SIZE,
+    SIZES,
+    grid_codes,
+    render,
+)
 
 OFFICIAL = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 #: Bump when the drawing changes, so that an older cache is never read as this one.

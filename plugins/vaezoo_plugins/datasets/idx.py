@@ -2,6 +2,8 @@
 
 Files already on disk are read directly with a header check (Debian's dataset-fashion-mnist
 recompresses the archives, so torchvision's checksums refuse them while the images are the same).
+What the files hold is checked instead: the two datasets have the same shapes, but their mean
+training pixel tells them apart (MNIST's digits are mostly black, FashionMNIST's clothes are not).
 """
 
 from __future__ import annotations
@@ -25,14 +27,24 @@ DEFAULT_CACHE = cache_dir() / "data"
 CLASSES = {"MNIST": tuple("0123456789"),
            "FashionMNIST": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                             "Bag", "Ankle boot")}
+SIDE = 28
+#: The largest IDX file read: the 60,000 training images and a 3-d header. A compressed file that
+#: unpacks to more is refused before it fills the memory.
+LARGEST_IDX = 16 + SIZES["train"] * SIDE * SIDE
+#: Mean training pixel (0..255) of each dataset; files of one read as the other are refused.
+MEAN_PIXEL = {"MNIST": 33.32, "FashionMNIST": 72.94}
+MEAN_TOLERANCE = 3.0
 
 
-def read_idx(path: Path) -> torch.Tensor:
+def read_idx(path: Path, largest: int = LARGEST_IDX) -> torch.Tensor:
     """Read one IDX file (optionally gzipped) of unsigned bytes, checking header and length."""
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        with (gzip.open(path) if path.suffix == ".gz" else path.open("rb")) as f:
+            raw = f.read(largest + 1)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
+    if len(raw) > largest:
+        raise DataError(f"{path} holds more than {largest:,} bytes, more than any IDX file vaezoo reads")
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or not 1 <= raw[3] <= 4:
         raise DataError(f"{path} is not an IDX file of unsigned bytes (bad header)")
     ndim = raw[3]
@@ -75,8 +87,10 @@ def _load(label: str, torchvision_name: str, debian_name: str, option: str | Pat
         if path is None:
             raise DataError(f"{label}: {images_name}[.gz] is missing beside the other files in {', '.join(map(str, folders))}")
         images = read_idx(path)
-        if images.dim() != 3 or images.shape[1:] != (28, 28) or images.shape[0] != SIZES[split]:
+        if images.dim() != 3 or images.shape[1:] != (SIDE, SIDE) or images.shape[0] != SIZES[split]:
             raise DataError(f"{path}: expected {SIZES[split]} images of 28x28, found shape {tuple(images.shape)}")
+        if split == "train":
+            _check_identity(label, images, path)
         splits[split] = F.pad(images.unsqueeze(1), (2, 2, 2, 2))  # pad once to 32x32
         labels[split] = _labels(_find(labels_name, folders), SIZES[split])
     if any(value is None for value in labels.values()):
@@ -93,6 +107,17 @@ def _labels(path: Path | None, count: int) -> torch.Tensor | None:
     if labels.shape != (count,) or labels.max() > 9:
         raise DataError(f"{path}: expected {count} labels from 0 to 9, found shape {tuple(labels.shape)}")
     return labels.long()
+
+
+def _check_identity(label: str, images: torch.Tensor, path: Path) -> None:
+    """The files are the dataset asked for: their mean pixel is its, not another's."""
+    mean = float(images.sum(dtype=torch.int64)) / images.numel()
+    if abs(mean - MEAN_PIXEL[label]) <= MEAN_TOLERANCE:
+        return
+    looks = next((f", like {name}'s ({value:.2f})" for name, value in MEAN_PIXEL.items()
+                  if abs(mean - value) <= MEAN_TOLERANCE), "")
+    raise DataError(f"{path} is not {label}: its mean pixel is {mean:.2f}{looks}, "
+                    f"{label}'s is {MEAN_PIXEL[label]:.2f}; point --data-dir at the {label} files")
 
 
 def _download(label: str, torchvision_name: str, root: Path, searched: list[Path], hint: str) -> None:

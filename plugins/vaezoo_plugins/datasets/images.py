@@ -20,11 +20,18 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from torch import Tensor
 
 from vaezoo.data import cache_dir
 from vaezoo.errors import DataError
+from vaezoo.storage.files import atomic_writer, make_folder
 from vaezoo.streaming import FileImages, open_array, prefetched
 from vaezoo_plugins.datasets.arrays import npy_array
 
@@ -98,25 +105,18 @@ def prepared(name: str, files: Sequence[Path], fit: Fit, extra: object = None) -
 
 
 def _write(path: Path, files: Sequence[Path], fit: Fit, shape: tuple[int, ...], name: str) -> None:
-    """Decode every file into `path` (atomically: a temporary file renamed once complete)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    """Decode every file into `path`, streamed through vaezoo's write path (renamed into place once complete)."""
+    make_folder(path.parent)
     console = Console(stderr=True)
     console.print(f"{name}: decoding {len(files):,} images to {fit.size}x{fit.size} {fit.mode} once, into {path}",
                   highlight=False, soft_wrap=True)
     progress = Progress(TextColumn("preparing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                         console=console, disable=not console.is_terminal)
-    try:
-        with open(partial, "wb") as out, progress:
-            task = progress.add_task("decode", total=len(files))
-            np.lib.format.write_array_header_1_0(out, {"descr": "|u1", "fortran_order": False, "shape": shape})
-            decoded = prefetched(lambda file: decode(file, fit), files, ahead=DECODE_AHEAD, workers=os.cpu_count() or 1)
-            for count, array in enumerate(decoded, 1):
-                out.write(array.tobytes())
-                if count % 256 == 0 or count == len(files):
-                    progress.update(task, completed=count)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    with atomic_writer(path) as out, progress:
+        task = progress.add_task("decode", total=len(files))
+        np.lib.format.write_array_header_1_0(out, {"descr": "|u1", "fortran_order": False, "shape": shape})
+        decoded = prefetched(lambda file: decode(file, fit), files, ahead=DECODE_AHEAD, workers=os.cpu_count() or 1)
+        for count, array in enumerate(decoded, 1):
+            out.write(array.tobytes())
+            if count % 256 == 0 or count == len(files):
+                progress.update(task, completed=count)

@@ -13,7 +13,11 @@ import numpy as np
 from vaezoo.evaluation.ground_truth import GroundTruth
 from vaezoo.evaluation.metrics import Metric
 from vaezoo.hparams import Param
-from vaezoo_plugins.disentanglement.utils import SKLEARN, logistic_regression, seed_for_sklearn
+from vaezoo_plugins.disentanglement.utils import (
+    SKLEARN,
+    logistic_regression,
+    seed_for_sklearn,
+)
 
 
 def points(truth: GroundTruth, rng: np.random.Generator, n: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,12 @@ import numpy as np
 
 from vaezoo.evaluation.ground_truth import GroundTruth
 from vaezoo.evaluation.metrics import Metric
-from vaezoo_plugins.disentanglement.utils import SKLEARN, sample_sizes, seed_for_sklearn, train_and_test
+from vaezoo_plugins.disentanglement.utils import (
+    SKLEARN,
+    sample_sizes,
+    seed_for_sklearn,
+    train_and_test,
+)
 
 SMOOTHING = 1e-11  # disentanglement_lib adds it to R before taking entropies
 

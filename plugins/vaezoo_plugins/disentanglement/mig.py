@@ -13,7 +13,11 @@ import numpy as np
 from vaezoo.evaluation.ground_truth import GroundTruth
 from vaezoo.evaluation.metrics import Metric
 from vaezoo.hparams import Param
-from vaezoo_plugins.disentanglement.utils import discrete_entropy, discrete_mutual_info, histogram_discretize
+from vaezoo_plugins.disentanglement.utils import (
+    discrete_entropy,
+    discrete_mutual_info,
+    histogram_discretize,
+)
 
 
 def mutual_information_gap(z: np.ndarray, factors: np.ndarray, bins: int) -> float:

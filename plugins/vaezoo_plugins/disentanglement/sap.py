@@ -12,7 +12,12 @@ import numpy as np
 
 from vaezoo.evaluation.ground_truth import GroundTruth
 from vaezoo.evaluation.metrics import Metric
-from vaezoo_plugins.disentanglement.utils import SKLEARN, sample_sizes, seed_for_sklearn, train_and_test
+from vaezoo_plugins.disentanglement.utils import (
+    SKLEARN,
+    sample_sizes,
+    seed_for_sklearn,
+    train_and_test,
+)
 
 
 def score_matrix(z: np.ndarray, factors: np.ndarray, z_test: np.ndarray, factors_test: np.ndarray,

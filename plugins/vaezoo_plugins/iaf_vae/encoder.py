@@ -31,6 +31,8 @@ class IAFEncoder(nn.Module):
     [B, F] and `posterior(h) -> q_0`, a Gaussian with rsample; the conv encoders do.
     """
 
+    interface = "x -> q(z|x)"
+
     def __init__(self, ctx: BuildContext):
         super().__init__()
         base_name = str(ctx.hp["iaf_base"])

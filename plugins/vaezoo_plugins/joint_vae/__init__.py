@@ -3,7 +3,7 @@
 from vaezoo import hookimpl
 from vaezoo.hparams import Param, training_params
 from vaezoo.variant import VariantSpec
-from vaezoo_plugins.standard.presets import CONV_PARTS, beta_elbo_params
+from vaezoo_plugins.standard.presets import BASE_ENCODER, CONV_PARTS, beta_elbo_params
 
 
 @hookimpl
@@ -16,7 +16,7 @@ def register_structures(register):
 def register_encoders(register):
     register("joint-conv", "vaezoo_plugins.joint_vae.structure:JointEncoder",
              "a registered encoder's trunk with Gaussian and categorical heads",
-             params=(Param("base_encoder", "str", CONV_PARTS["encoder"], "the registered encoder whose trunk is used"),))
+             params=(BASE_ENCODER,))
 
 
 @hookimpl

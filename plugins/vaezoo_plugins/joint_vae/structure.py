@@ -21,6 +21,7 @@ from vaezoo.hparams import HParams
 from vaezoo.model.distributions import DiagonalGaussian, kl_per_dim
 from vaezoo.model.parts import BuildContext
 from vaezoo.model.structure import LatentGroup, Pass, Structure
+from vaezoo_plugins.standard.trunks import base_trunk
 
 #: What JointVAE's objective needs: the two groups named here.
 CAPABILITY = "continuous-and-discrete-groups"
@@ -34,10 +35,12 @@ def categorical_kl(probabilities: Tensor) -> Tensor:
 class JointEncoder(nn.Module):
     """x -> (mu, logvar, category logits): a registered encoder's trunk (`base_encoder`) with three heads."""
 
+    interface = "x -> (mu, log-variance, category logits)"
+    wraps_base_encoder = True
+
     def __init__(self, ctx: BuildContext):
         super().__init__()
-        self.trunk = ctx.build("encoder", ctx.hp["base_encoder"]).trunk
-        features = self.trunk[-2].out_features  # the trunk ends Linear, ReLU
+        self.trunk, features = base_trunk(ctx)
         self.mu = nn.Linear(features, ctx.latent_dim)
         self.logvar = nn.Linear(features, ctx.latent_dim)
         self.logits = nn.Linear(features, int(ctx.hp["categories"]))

@@ -3,7 +3,7 @@
 from vaezoo import hookimpl
 from vaezoo.hparams import Param, training_params
 from vaezoo.variant import VariantSpec
-from vaezoo_plugins.standard.presets import CONV_PARTS, beta_elbo_params
+from vaezoo_plugins.standard.presets import BASE_ENCODER, CONV_PARTS, beta_elbo_params
 
 _HERE = "vaezoo_plugins.s_vae.parts"
 
@@ -11,7 +11,7 @@ _HERE = "vaezoo_plugins.s_vae.parts"
 @hookimpl
 def register_encoders(register):
     register("vmf", f"{_HERE}:VMFEncoder", "a registered encoder's trunk with von Mises-Fisher heads (S-VAE)",
-             params=(Param("base_encoder", "str", CONV_PARTS["encoder"], "the registered encoder whose trunk is used"),))
+             params=(BASE_ENCODER,))
 
 
 @hookimpl

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from vaezoo.model.parts import BuildContext
 from vaezoo_plugins.s_vae.distributions import HypersphericalUniform, VonMisesFisher
+from vaezoo_plugins.standard.trunks import base_trunk
 
 
 class VMFEncoder(nn.Module):
@@ -14,10 +15,12 @@ class VMFEncoder(nn.Module):
     linear head for the direction (normalised) and one for kappa = softplus(.) + 1, as in Davidson
     et al.'s code. The base encoder's own heads are not kept."""
 
+    interface = "x -> q(z|x)"
+    wraps_base_encoder = True
+
     def __init__(self, ctx: BuildContext):
         super().__init__()
-        self.trunk = ctx.build("encoder", ctx.hp["base_encoder"]).trunk
-        features = self.trunk[-2].out_features  # the trunk ends Linear, ReLU
+        self.trunk, features = base_trunk(ctx)
         self.direction = nn.Linear(features, ctx.latent_dim)
         self.concentration = nn.Linear(features, 1)
 

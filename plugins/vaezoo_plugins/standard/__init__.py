@@ -10,7 +10,7 @@ Registered by name like any plugin's parts; their classes and the recipe presets
 
 from vaezoo import hookimpl
 from vaezoo.hparams import Param
-from vaezoo_plugins.standard.presets import CONV_PARTS
+from vaezoo_plugins.standard.presets import BASE_ENCODER
 
 _HERE = "vaezoo_plugins.standard"
 MLP_PARAMS = (Param("mlp_width", "int", 400, "units per hidden layer of the mlp encoder and decoder", low=1),
@@ -31,8 +31,7 @@ def register_encoders(register):
              "log2(H/4) stride-2 convs of 32 channels + 2 dense layers of 256, Gaussian heads for mu and "
              "log-variance (Burgess et al. 2018; square power-of-two images, H >= 8)")
     register("point", f"{_HERE}.deterministic:PointEncoder", "a registered encoder's trunk and one linear head: "
-             "a deterministic code", params=(Param("base_encoder", "str", CONV_PARTS["encoder"],
-                                                  "the registered encoder whose trunk is used"),))
+             "a deterministic code", params=(BASE_ENCODER,))
     register("mlp", f"{_HERE}.mlp:MLPEncoder", "dense layers on the flattened input (vectors, small images), "
              "Gaussian heads for mu and log-variance", params=MLP_PARAMS)
 

@@ -16,15 +16,19 @@ from torch import Tensor, nn
 from vaezoo.errors import NotApplicable
 from vaezoo.model.parts import BuildContext
 from vaezoo.model.structure import LatentGroup, Pass, Structure
+from vaezoo_plugins.standard.trunks import base_trunk
 
 
 class PointEncoder(nn.Module):
     """x -> z: the trunk of the registered encoder `base_encoder` and one linear head."""
 
+    interface = "x -> a point z"
+    wraps_base_encoder = True
+
     def __init__(self, ctx: BuildContext):
         super().__init__()
-        self.trunk = ctx.build("encoder", ctx.hp["base_encoder"]).trunk
-        self.code = nn.Linear(self.trunk[-2].out_features, ctx.latent_dim)  # the trunk ends Linear, ReLU
+        self.trunk, features = base_trunk(ctx)
+        self.code = nn.Linear(features, ctx.latent_dim)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.code(self.trunk(x))

@@ -23,13 +23,14 @@ class MLPEncoder(nn.Module):
     """x [B, C, H, W] flattened -> hidden layers -> two linear heads, mu and log-variance of q(z|x)."""
 
     gaussian_posterior = True
+    interface = "x -> q(z|x)"
 
     def __init__(self, ctx: BuildContext):
         super().__init__()
         self.trunk = nn.Sequential(nn.Flatten(), *hidden_layers(math.prod(ctx.input_shape), ctx))
-        width = ctx.hp["mlp_width"] if ctx.hp["mlp_layers"] else math.prod(ctx.input_shape)
-        self.mu = nn.Linear(width, ctx.latent_dim)
-        self.logvar = nn.Linear(width, ctx.latent_dim)
+        self.features = int(ctx.hp["mlp_width"] if ctx.hp["mlp_layers"] else math.prod(ctx.input_shape))
+        self.mu = nn.Linear(self.features, ctx.latent_dim)
+        self.logvar = nn.Linear(self.features, ctx.latent_dim)
 
     def forward(self, x: Tensor) -> DiagonalGaussian:
         h = self.trunk(x)
@@ -39,6 +40,8 @@ class MLPEncoder(nn.Module):
 class MLPDecoder(nn.Module):
     """z [..., D] -> hidden layers -> [..., C', H, W] with C' = ctx.output_channels; leading sample
     dimensions are kept."""
+
+    interface = "z [..., D] -> outputs"
 
     def __init__(self, ctx: BuildContext):
         super().__init__()

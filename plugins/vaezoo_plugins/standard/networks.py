@@ -40,6 +40,7 @@ class ConvEncoder(nn.Module):
     """x [B, C, H, H] -> q(z|x); the trunk runs once, two linear heads give mu and log-variance."""
 
     gaussian_posterior = True
+    interface = "x -> q(z|x)"
 
     def __init__(self, ctx: BuildContext):
         super().__init__()
@@ -53,6 +54,7 @@ class ConvEncoder(nn.Module):
             nn.Linear(FEATURES, HIDDEN), nn.ReLU(),
             nn.Linear(HIDDEN, HIDDEN), nn.ReLU(),
         )
+        self.features = HIDDEN
         self.mu = nn.Linear(HIDDEN, ctx.latent_dim)
         self.logvar = nn.Linear(HIDDEN, ctx.latent_dim)
         self.to(memory_format=LAYOUT)
@@ -68,6 +70,8 @@ class ConvEncoder(nn.Module):
 
 class ConvDecoder(nn.Module):
     """z [..., D] -> logits [..., C', H, H]; leading sample dimensions are kept."""
+
+    interface = "z [..., D] -> outputs"
 
     def __init__(self, ctx: BuildContext):
         super().__init__()

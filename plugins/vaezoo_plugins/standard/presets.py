@@ -14,6 +14,9 @@ CONV_PARTS = {
     "divergence": "gaussian-kl",
 }
 
+#: The hyperparameter of encoders that put heads of their own on another registered encoder's trunk.
+BASE_ENCODER = Param("base_encoder", "str", CONV_PARTS["encoder"], "the registered encoder whose trunk is used")
+
 #: The reference model's training defaults, for variants trained the same way.
 CONV_TRAINING = training_params(lr=1e-4, batch_size=64, epochs=10, latent_dim=10)
 

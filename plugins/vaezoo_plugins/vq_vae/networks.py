@@ -45,6 +45,8 @@ def grid_shape(ctx: BuildContext) -> tuple[int, int]:
 class GridEncoder(nn.Module):
     """x [B, C, H, W] -> z_e [B, D, H/4, W/4], D = latent_dim."""
 
+    interface = "x -> a grid of codes [B, D, h, w]"
+
     def __init__(self, ctx: BuildContext):
         super().__init__()
         self.grid_shape = grid_shape(ctx)
@@ -64,6 +66,8 @@ class GridEncoder(nn.Module):
 
 class GridDecoder(nn.Module):
     """z_q [B, D, H/4, W/4] -> decoder output [B, C', H, W], C' = ctx.output_channels."""
+
+    interface = "a grid of codes [B, D, h, w] -> outputs"
 
     def __init__(self, ctx: BuildContext):
         super().__init__()
