@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +25,11 @@ from vaezoo.testing import build_variant
 from .conftest import REAL_DATA, train_into
 from .quadrature import grid, integral
 from .test_export import OUTPUTS
-from .test_resume import _start, _when, assert_same_results, killed_after_last_metrics
+from .test_resume import (
+    assert_same_results,
+    killed_after_last_metrics,
+    killed_at_first_checkpoint_then_resumed,
+)
 
 SMALL = {"latent_dim": 4, "iaf_hidden": 16, "iaf_steps": 3}
 RUN_ARGS = ("iaf-vae", "--dataset", "synthetic", "--batch-size", "512", "--epochs", "2", "--device", "cpu",
@@ -247,12 +250,7 @@ def test_an_export_loads_in_a_fresh_process_with_equal_outputs(iaf_run, tmp_path
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(iaf_run, tmp_path, cli):
     run = tmp_path / "run"
-    first = _start("train", *RUN_ARGS, "--out", str(run), "--checkpoint-every", "1")
-    _when(run / "checkpoints" / "epoch-0001.safetensors", first)
-    first.send_signal(signal.SIGKILL)
-    first.communicate()
-    result = cli("train", "--resume", str(run), "--device", "cpu")
-    assert result.code == 0, result.err
+    killed_at_first_checkpoint_then_resumed(cli, run, *RUN_ARGS)
     assert_same_results(run, iaf_run)
 
 

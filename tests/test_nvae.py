@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +29,10 @@ from vaezoo.registry import get_registry
 
 from .conftest import REAL_DATA, train_into
 from .test_export import OUTPUTS, outputs_fresh_and_here
-from .test_resume import _start, _when, assert_same_results
+from .test_resume import (
+    assert_same_results,
+    killed_at_first_checkpoint_then_resumed,
+)
 
 #: A small hierarchy: two scales of two groups, few channels (fast enough for unit tests).
 SMALL = {"channels": 4, "groups_per_scale": 2, "latent_channels": 2, "expand": 2}
@@ -382,13 +384,7 @@ def test_run_evaluates_exports_and_loads_in_a_fresh_process(nvae_run, tmp_path, 
 @pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(nvae_run, tmp_path, cli):
     run = tmp_path / "run"
-    first = _start("train", *SMALL_NVAE_RUN, "--out", str(run), "--checkpoint-every", "1")
-    _when(run / "checkpoints" / "epoch-0001.safetensors", first)
-    first.send_signal(signal.SIGKILL)
-    first.communicate()
-    assert first.returncode == -signal.SIGKILL
-    result = cli("train", "--resume", str(run), "--device", "cpu")
-    assert result.code == 0, result.err
+    killed_at_first_checkpoint_then_resumed(cli, run, *SMALL_NVAE_RUN)
     assert_same_results(run, nvae_run)
 
 

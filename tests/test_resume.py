@@ -123,6 +123,17 @@ def _when(path: Path, process: subprocess.Popen, timeout: float = 300) -> None:
         time.sleep(0.02)
 
 
+def killed_at_first_checkpoint_then_resumed(cli, run: Path, *train_args: str) -> None:
+    """Train into `run` with a checkpoint every epoch, SIGKILL it once the first is written, resume it to the end."""
+    process = _start("train", *train_args, "--out", str(run), "--checkpoint-every", "1")
+    _when(run / "checkpoints" / "epoch-0001.safetensors", process)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL
+    result = cli("train", "--resume", str(run), "--device", "cpu")
+    assert result.code == 0, result.err
+
+
 @pytest.mark.slow
 def test_sigkill_and_ctrl_c_then_resume_match_an_uninterrupted_run(small_run, tmp_path, cli):
     """2 epochs of 2 steps: SIGKILL in epoch 2, resume, Ctrl-C at once, resume: same weights and metrics."""

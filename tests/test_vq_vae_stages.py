@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,10 @@ import vaezoo
 
 from .conftest import REAL_DATA
 from .test_export import OUTPUTS, outputs_fresh_and_here
-from .test_resume import _start, _when, assert_same_results
+from .test_resume import (
+    assert_same_results,
+    killed_at_first_checkpoint_then_resumed,
+)
 
 #: Small widths, EMA and early restarts (so buffers and the random draws of restarts are exercised);
 #: 1024 synthetic images at batch 64: 16 steps per epoch.
@@ -102,13 +104,7 @@ def test_a_killed_run_resumes_bit_for_bit(stages, stage, tmp_path, cli):
     reference = stages[stage]
     args = FIRST if stage == 0 else (*PRIOR, "--parent", str(stages[0]))
     run = tmp_path / "run"
-    process = _start("train", *args, "--out", str(run), "--checkpoint-every", "1")
-    _when(run / "checkpoints" / "epoch-0001.safetensors", process)
-    process.send_signal(signal.SIGKILL)
-    process.communicate()
-    assert process.returncode == -signal.SIGKILL
-    result = cli("train", "--resume", str(run), "--device", "cpu")
-    assert result.code == 0, result.err
+    killed_at_first_checkpoint_then_resumed(cli, run, *args)
     assert_same_results(run, reference)
 
 
