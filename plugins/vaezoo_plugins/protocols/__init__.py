@@ -6,4 +6,4 @@ from vaezoo import hookimpl
 @hookimpl
 def register_protocols(register):
     register("fashion-mnist", "vaezoo_plugins.protocols.fashion_mnist:PROTOCOL",
-             "the whole zoo on FashionMNIST, grey levels and dynamically binarised, 2 epochs, 2 seeds (docs/results.md)")
+             "the whole zoo on FashionMNIST, grey levels and dynamically binarised, 1 epoch, 2 seeds (docs/results.md)")
