@@ -57,6 +57,27 @@ def test_report_reads_the_cells_and_summarises_over_seeds(bench, tmp_path):
     assert (tmp_path / "results.md").read_text() == text
 
 
+def test_report_states_budget_hardware_and_orderings_with_their_spread(bench, tmp_path, cli):
+    from vaezoo.bench.protocol import Ordering
+
+    protocol = dataclasses_replace(TINY, orderings=(Ordering("iwae", "conv-fashion", "IWAE is tighter"),))
+    result = cli("bench", str(_write(tmp_path, protocol)), "--out", str(bench), "--report-only", "--report",
+                 str(tmp_path / "r.md"), "--hardware", "two cells at a time, one thread each")
+    assert result.code == 0, result.err
+    text = (tmp_path / "r.md").read_text()
+    records = cells(bench)
+    assert "two cells at a time, one thread each" in text
+    assert f"{sum(r['train_seconds'] for r in records) / 3600:.2f} h of training" in text
+    assert "Standard FID**: not computed" in text
+    nll = {v: [r["evaluation"]["region"]["nll"] for r in records if r["variant"] == v] for v in ("iwae", "conv-fashion")}
+    gap = statistics.fmean(nll["conv-fashion"]) - statistics.fmean(nll["iwae"])
+    spread = statistics.stdev(nll["iwae"]) + statistics.stdev(nll["conv-fashion"])
+    line = next(line for line in text.splitlines() if line.startswith("- IWAE is tighter"))
+    assert ("does not hold" not in line) == (gap > 0)
+    assert ("within the spread over seeds" in line) == (abs(gap) <= spread)
+    assert f"add up to {spread:.2f}" in line
+
+
 def test_sample_quality_is_scored_per_sampler(bench, tmp_path, monkeypatch):
     """Each sampler's scores are those of its own draw (the gmm fitted first), against the same test images."""
     import dataclasses

@@ -433,6 +433,8 @@ def bench_command(
     report: Path = typer.Option(Path("docs/results.md"), "--report", help="The markdown table to write."),
     report_only: bool = typer.Option(False, "--report-only", help="Rewrite the table from --out without running."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    hardware: Optional[str] = typer.Option(None, "--hardware", help="How the cells ran, for the table (default: "
+                                           "this machine's CPU model, cores and GPUs)."),
 ) -> None:
     """Train and measure the whole zoo on one protocol; write the results table (see docs/results.md)."""
     from vaezoo.bench.protocol import load_protocol
@@ -443,7 +445,7 @@ def bench_command(
         from vaezoo.bench.runner import run
 
         run(chosen, out_dir, get_registry(), resume=resume, only=only, device=device, console=err)
-    write_report(out_dir, chosen, report)
+    write_report(out_dir, chosen, report, hardware=hardware)
     out.print(f"wrote {report}", highlight=False)
 
 

@@ -81,7 +81,9 @@ def write_report(out: Path, protocol: Protocol, destination: Path, *, hardware: 
         f"recall (Kynkaanniemi et al. 2019, k = 3), {protocol.sample_images} samples against as many test images; "
         "the main table scores the model's prior, the table after it every sampler "
         f"({', '.join(f'`{s}`' for s in protocol.samplers)}; post-hoc ones fitted to the run's training codes).",
-        f"- **Hardware**: {hardware or platform.processor() or platform.machine()}; training minutes are wall-clock.",
+        f"- **Standard FID**: {_inception_statement(records)}.",
+        f"- **Hardware**: {hardware or describe_hardware()}; minutes are wall-clock.",
+        f"- **Compute**: {_compute(records)}.",
         "",
     ]
     for dataset, variants in by_dataset.items():
@@ -111,10 +113,50 @@ def write_report(out: Path, protocol: Protocol, destination: Path, *, hardware: 
     return text
 
 
+def describe_hardware() -> str:
+    """This machine in a few words: CPU model and cores, and any CUDA devices."""
+    import os
+
+    import torch
+
+    model = platform.processor() or platform.machine()
+    try:
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+        model = names[0] if names else model
+    except OSError:
+        pass
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    return f"{model}, {os.cpu_count()} logical cores" + (f", {', '.join(gpus)}" if gpus else ", no GPU")
+
+
+def _compute(records: list[dict[str, Any]]) -> str:
+    """The bench's total cost, summed over its cells."""
+    done = [r for r in records if "refused" not in r]
+    train = sum(r.get("train_seconds", 0.0) for r in done) / 3600
+    evaluation = sum(r.get("evaluation_seconds", 0.0) for r in done) / 3600
+    return (f"{len(records)} cells; {train:.2f} h of training and {evaluation:.2f} h of evaluation, summed over "
+            "the cells (sample scoring not included)")
+
+
+def _inception_statement(records: list[dict[str, Any]]) -> str:
+    """Whether the Inception FID was computed, and if not, why (from the cells)."""
+    if any("inception_fid" in scores for r in records for scores in r.get("quality", {}).values()
+           if isinstance(scores, dict)):
+        return ("the Inception FID (pytorch-fid's network and weights, 2048 pool3 features) in the sample-quality "
+                "table; with 2000 samples it is biased upwards against the usual 50000")
+    reasons = {r["quality"].get("inception_fid_not_computed") for r in records if "quality" in r} - {None}
+    why = "; ".join(sorted(reasons)) or "these cells ran before vaezoo computed it"
+    return f"not computed ({why}; docs/benchmark.md says how to add it)"
+
+
 def _sampler_table(variants: dict[str, list[dict[str, Any]]], samplers: Iterable[str]) -> list[str]:
     """Sample quality of every model from every sampler, mean ± spread over seeds."""
-    lines = ["### Sample quality by sampler", "", "| variant | sampler | " + " | ".join(QUALITY) + " |",
-             "|---|---|" + "---|" * len(QUALITY)]
+    measured = {key for runs in variants.values() for r in runs for scores in r.get("quality", {}).values()
+                if isinstance(scores, dict) for key in scores}
+    columns = {**QUALITY, **({"Inception FID": "inception_fid"} if "inception_fid" in measured else {})}
+    lines = ["### Sample quality by sampler", "", "| variant | sampler | " + " | ".join(columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
     for variant, runs in sorted(variants.items()):
         finished = [r for r in runs if "refused" not in r and "quality" in r]
         for sampler in samplers:
@@ -123,10 +165,10 @@ def _sampler_table(variants: dict[str, list[dict[str, Any]]], samplers: Iterable
                 continue
             if all("not_applicable" in s for s in scored):
                 lines.append(f"| `{variant}` | {sampler} | not applicable: {scored[0]['not_applicable']} |"
-                             + " |" * (len(QUALITY) - 1))
+                             + " |" * (len(columns) - 1))
                 continue
             lines.append(f"| `{variant}` | {sampler} | "
-                         + " | ".join(summary(s.get(key) for s in scored) for key in QUALITY.values()) + " |")
+                         + " | ".join(summary(s.get(key) for s in scored) for key in columns.values()) + " |")
     return [*lines, ""]
 
 
@@ -151,18 +193,22 @@ def _published(protocol: Protocol, variant: str, dataset: str) -> str:
 
 def _orderings(protocol: Protocol, variants: dict[str, list[dict[str, Any]]]) -> list[str]:
     """Whether each paper's headline ordering of -log p(x) holds here (784 values where measured)."""
-    def mean_nll(variant: str) -> float | None:
+    def nlls(variant: str) -> list[float]:
         values = [r["evaluation"].get("region", {}).get("nll", r["evaluation"].get("nll"))
                   for r in variants.get(variant, []) if "refused" not in r]
-        values = [v for v in values if v is not None]
-        return statistics.fmean(values) if values else None
+        return [v for v in values if v is not None]
 
     lines = []
     for ordering in protocol.orderings:
         better, worse = ordering.better, ordering.worse
-        ours, theirs = mean_nll(better), mean_nll(worse)
-        if ours is None or theirs is None:
+        ours, theirs = nlls(better), nlls(worse)
+        if not ours or not theirs:
             continue
-        verdict = "holds" if ours < theirs else "does not hold"
-        lines.append(f"- {ordering.claim}: {verdict} here (`{better}` {ours:.2f} against `{worse}` {theirs:.2f}).")
+        gap = statistics.fmean(theirs) - statistics.fmean(ours)
+        spread = sum(statistics.stdev(v) if len(v) > 1 else 0.0 for v in (ours, theirs))
+        verdict = "holds" if gap > 0 else "does not hold"
+        if abs(gap) <= spread:
+            verdict += ", within the spread over seeds"
+        lines.append(f"- {ordering.claim}: {verdict} here (`{better}` {statistics.fmean(ours):.2f} against "
+                     f"`{worse}` {statistics.fmean(theirs):.2f}; the seeds' standard deviations add up to {spread:.2f}).")
     return lines

@@ -7,7 +7,10 @@ resumed from its checkpoint (bit for bit, as `vaezoo train --resume`), anything 
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ from rich.console import Console
 from vaezoo import __version__
 from vaezoo.bench.protocol import Protocol
 from vaezoo.errors import NotApplicable, UsageError
+from vaezoo.evaluation import inception_fid
 from vaezoo.registry import Registry
 from vaezoo.storage.runs import CONFIG, MODEL, atomic_write_json
 
@@ -72,6 +76,8 @@ def run(protocol: Protocol, out: Path, registry: Registry, *, resume: bool = Fal
     unknown = wanted - {cell.variant for cell in cells}
     if unknown:
         raise UsageError(f"--only {', '.join(sorted(unknown))}: not among the protocol's variants")
+    if os.environ.get(inception_fid.WEIGHTS_ENV):  # a user who configured them hears of bad weights before any run
+        _inception_network(str(inception_fid.weights_path()), device)
     _claim(out, protocol, resume)
     records = []
     for number, cell in enumerate(cells, 1):
@@ -181,7 +187,8 @@ def sample_quality(folder: Path, protocol: Protocol, out: Path, registry: Regist
         classifier = load_or_train_classifier(protocol, out, registry)
     except NotApplicable as exc:
         return {"not_applicable": str(exc)}
-    scores: dict[str, Any] = {}
+    inception, not_computed = _inception(real, device)
+    scores: dict[str, Any] = {"inception_fid_not_computed": not_computed} if not_computed else {}
     for sampler in protocol.samplers:
         try:
             if getattr(registry.load("sampler", sampler), "fits", True):
@@ -192,7 +199,38 @@ def sample_quality(folder: Path, protocol: Protocol, out: Path, registry: Regist
             scores[sampler] = {"not_applicable": str(exc)}
             continue
         scores[sampler] = quality.sample_quality(classifier, real, samples)
+        if inception:
+            network, real_features = inception
+            scores[sampler]["inception_fid"] = inception_fid.frechet(
+                real_features, inception_fid.inception_features(network, samples))
     return scores
+
+
+def _inception(real: torch.Tensor, device: str) -> tuple[tuple[torch.nn.Module, torch.Tensor] | None, str | None]:
+    """((FID Inception network, features of the real images), None), or (None, why not) where this
+    machine has no FID Inception weights or no pytorch-fid. Both are kept for the next cell."""
+    from vaezoo.errors import MissingExtraError
+
+    try:
+        path = inception_fid.weights_path()
+        network = _inception_network(str(path), device)
+    except (NotApplicable, MissingExtraError) as exc:
+        return None, str(exc)
+    key = (str(path), device, hashlib.sha256(real.numpy().tobytes()).hexdigest())
+    if key not in _REAL_INCEPTION_FEATURES:
+        _REAL_INCEPTION_FEATURES.clear()
+        _REAL_INCEPTION_FEATURES[key] = inception_fid.inception_features(network, real)
+    return (network, _REAL_INCEPTION_FEATURES[key]), None
+
+
+_REAL_INCEPTION_FEATURES: dict[tuple[str, str, str], torch.Tensor] = {}
+
+
+@functools.lru_cache(maxsize=1)
+def _inception_network(path: str, device: str) -> torch.nn.Module:
+    from vaezoo.devices import resolve_device
+
+    return inception_fid.inception(Path(path)).to(resolve_device(device))
 
 
 def load_or_train_classifier(protocol: Protocol, out: Path, registry: Registry):
