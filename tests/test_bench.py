@@ -110,6 +110,7 @@ def test_summary_formats():
     assert summary([1.0, 3.0]) == "2.000 ± 1.414"
     assert summary([250.0, None]) == "250.00"
     assert summary([None]) == "-"
+    assert summary([6, 9], digits=1) == "7.5 ± 2.1"
 
 
 def test_resume_finishes_only_what_is_missing(bench, tmp_path, cli):

@@ -29,6 +29,8 @@ COLUMNS: dict[str, Callable[[dict[str, Any]], float | None]] = {
     "recall": lambda r: _quality(r, "prior").get("recall"),
     "train min": lambda r: r["train_seconds"] / 60,
 }
+#: columns counted in whole numbers, shown with one decimal (a mean over seeds)
+COUNTS = {"active units"}
 #: the sample-quality measures, per sampler
 QUALITY = {"Frechet (classifier)": "frechet_distance", "precision": "precision", "recall": "recall"}
 #: a structure's own measures (codebook perplexity and usage, ...), shown as name = value
@@ -44,13 +46,15 @@ def cells(out: Path) -> list[dict[str, Any]]:
     return [json.loads(path.read_text()) for path in sorted(Path(out).glob(f"*/*/seed-*/{CELL}"))]
 
 
-def summary(values: Iterable[float | None]) -> str:
-    """'249.31 ± 0.12' (mean ± sample standard deviation over seeds), or '-' when none applies."""
+def summary(values: Iterable[float | None], digits: int | None = None) -> str:
+    """'249.31 ± 0.12' (mean ± sample standard deviation over seeds), or '-' when none applies;
+    `digits` after the point (default: 3 below 10, else 2)."""
     present = [v for v in values if v is not None and math.isfinite(v)]
     if not present:
         return "-"
     mean = statistics.fmean(present)
-    digits = 3 if abs(mean) < 10 else 2
+    if digits is None:
+        digits = 3 if abs(mean) < 10 else 2
     if len(present) == 1:
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {statistics.stdev(present):.{digits}f}"
@@ -69,7 +73,8 @@ def write_report(out: Path, protocol: Protocol, destination: Path, *, hardware: 
         "from the run folders it wrote. Rerun it to reproduce them; `--resume` continues an interrupted table.",
         "",
         f"- **Protocol `{protocol.name}`**: datasets {', '.join(f'{k} = `{v}`' for k, v in protocol.datasets.items())};",
-        f"  {protocol.epochs} epochs per run with each variant's own defaults otherwise; seeds "
+        f"  {protocol.epochs} epoch{'s' if protocol.epochs != 1 else ''} per run with each variant's own defaults "
+        "otherwise; seeds "
         f"{', '.join(map(str, protocol.seeds))} (mean ± standard deviation over seeds);",
         f"  -log p(x) with K = {protocol.importance_samples} importance samples (the literature uses 5000; this is "
         "what the budget allows, and the estimate is an upper bound that falls with K).",
@@ -95,7 +100,8 @@ def write_report(out: Path, protocol: Protocol, destination: Path, *, hardware: 
             if not finished:
                 lines.append(f"| `{variant}` | refused: {runs[0]['refused']} |" + " |" * (len(COLUMNS) + 1))
                 continue
-            cells_text = [summary(read(r) for r in finished) for read in COLUMNS.values()]
+            cells_text = [summary((read(r) for r in finished), 1 if name in COUNTS else None)
+                          for name, read in COLUMNS.items()]
             lines.append(f"| `{variant}` | " + " | ".join(cells_text) + f" | {_own(finished)} | "
                          f"{_published(protocol, variant, dataset)} |")
         lines += ["", *_orderings(protocol, variants), ""]
