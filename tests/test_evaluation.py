@@ -6,6 +6,8 @@ and the ELBO = ∫ q(z|x) log(p(x, z) / q(z|x)) dz are computed here by quadratu
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -200,9 +202,18 @@ def test_region_measures_count_only_the_region_and_match_quadrature():
     assert isinstance(model.likelihood, BernoulliLikelihood)  # the region's likelihood is swapped back
 
 
-def test_region_outside_the_image_is_not_applicable():
-    from vaezoo.errors import NotApplicable
+def test_region_outside_the_image_is_an_error_not_a_missing_measure():
+    from vaezoo.errors import NotApplicable, UsageError
     from vaezoo.evaluation.measures import region_measures
 
-    with pytest.raises(NotApplicable, match="not inside"):
+    with pytest.raises(UsageError, match="not inside") as refused:
         region_measures(tiny_model(), (PATTERNS * 255).to(torch.uint8), 1, 16, (0, 3, 0, 2))
+    assert not isinstance(refused.value, NotApplicable)
+
+
+def test_a_region_outside_the_image_is_refused_before_anything_is_measured(small_run, tmp_path, refused):
+    import shutil
+
+    run = Path(shutil.copytree(small_run, tmp_path / "run"))
+    refused("evaluate", str(run), "--region", "0:40,0:40", "--device", "cpu",
+            words=("not inside the 32x32 image",), untouched=run)

@@ -73,3 +73,12 @@ def test_evaluation_reports_the_bound_as_an_estimate(second_stage, cli):
     measured = json.loads((second_stage / "e.json").read_text())
     assert measured["kl_estimated"] and "nll" in measured["not_applicable"]
     assert measured["kl_per_group"] and len(measured["kl_per_group"]) == 2
+
+
+def test_a_region_it_cannot_count_is_reported_beside_the_other_measures(second_stage, synthetic):
+    """The second stage's image likelihood is inside its first stage: no per-pixel terms to count a region
+    with. Evaluation still measures the rest (the bench used to lose the whole cell), and says why."""
+    whole = vaezoo.evaluate(second_stage, importance_samples=1, device="cpu", save=False)
+    measured = vaezoo.evaluate(second_stage, importance_samples=1, device="cpu", save=False, region=(2, 30, 2, 30))
+    assert "per-pixel" in measured["not_applicable"]["region"] and "region" not in measured
+    assert measured["neg_elbo"] == whole["neg_elbo"] and measured["kl"] == whole["kl"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vaezoo import __version__
-from vaezoo.errors import DataError, UsageError, WeightsError
+from vaezoo.errors import DataError, NotApplicable, UsageError, WeightsError
 from vaezoo.registry import Registry, get_registry
 from vaezoo.storage.files import refuse_overwrite
 from vaezoo.storage.runs import CONFIG, EVAL, PARENT, RunDir, refuse_run_files
@@ -153,6 +153,8 @@ def evaluate(path: str | Path, *, split: str = "test", importance_samples: int =
     planned = disentanglement.plan(metrics, metric_options, registry) if metrics else []
     artifact = _open(path, device, registry)
     model = artifact.vae()
+    if region is not None:  # before anything is measured
+        evaluation.check_region(region, model.input_shape)
     destination = Path(out) if out is not None else artifact.beside(EVAL_FILE)
     if save:
         refuse_run_files(destination)
@@ -168,9 +170,12 @@ def evaluate(path: str | Path, *, split: str = "test", importance_samples: int =
     started = time.perf_counter()
     measures = evaluation.evaluate(model, images, importance_samples, batch_size, labels)
     _check_finite(measures, artifact.weights)
-    if region is not None:
-        measures["region"] = evaluation.region_measures(model, images, importance_samples, batch_size, region,
-                                                        labels)
+    if region is not None:  # a region outside the image is an error; a model that cannot count one says why
+        try:
+            measures["region"] = evaluation.region_measures(model, images, importance_samples, batch_size, region,
+                                                            labels)
+        except NotApplicable as exc:
+            measures.setdefault("not_applicable", {})["region"] = str(exc)
     result = {
         "source": str(artifact.path), "variant": artifact.spec.name, "dataset": artifact.metadata["dataset"],
         "split": split, "seed": seed, "batch_size": batch_size, **measures,

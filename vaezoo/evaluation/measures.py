@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from vaezoo.data import labelled_batches, ordered_batches
-from vaezoo.errors import NotApplicable
+from vaezoo.errors import NotApplicable, UsageError
 from vaezoo.model.bounds import importance_log_likelihood
 from vaezoo.model.structure import Structure
 
@@ -91,18 +91,25 @@ class RegionLikelihood(nn.Module):
         return self.likelihood.mean(out)
 
 
+def check_region(region: tuple[int, int, int, int], input_shape: tuple[int, ...]) -> None:
+    """A region of rows top:bottom and columns left:right inside [C, H, W] images, or a UsageError."""
+    top, bottom, left, right = region
+    height, width = input_shape[-2:]
+    if not (0 <= top < bottom <= height and 0 <= left < right <= width):
+        raise UsageError(f"region {tuple(region)} is not inside the {height}x{width} image")
+
+
 @contextmanager
 def counted_on(model: Structure, region: tuple[int, int, int, int]) -> Iterator[int]:
     """Within, `model` counts log p(x|z) on rows region[0]:region[1], columns region[2]:region[3]
     only; yields the number of values counted. Needs a structure that keeps its likelihood as
     `likelihood` and a likelihood with per-pixel log_prob_pixels."""
+    check_region(region, model.input_shape)
+    top, bottom, left, right = region
+    channels, height, width = model.input_shape
     likelihood = getattr(model, "likelihood", None)
     if not hasattr(likelihood, "log_prob_pixels"):
         raise NotApplicable("the model's likelihood gives no per-pixel log-probabilities to count a region with")
-    top, bottom, left, right = region
-    channels, height, width = model.input_shape
-    if not (0 <= top < bottom <= height and 0 <= left < right <= width):
-        raise NotApplicable(f"region {region} is not inside the {height}x{width} image")
     mask = torch.zeros(channels, height, width, device=next(model.parameters()).device)
     mask[:, top:bottom, left:right] = 1.0
     model.likelihood = RegionLikelihood(likelihood, mask)
