@@ -212,9 +212,9 @@ def _orderings(protocol: Protocol, variants: dict[str, list[dict[str, Any]]]) ->
             continue
         gap = statistics.fmean(theirs) - statistics.fmean(ours)
         spread = sum(statistics.stdev(v) if len(v) > 1 else 0.0 for v in (ours, theirs))
-        verdict = "holds" if gap > 0 else "does not hold"
+        verdict = ("holds" if gap > 0 else "does not hold") + " here"
         if abs(gap) <= spread:
-            verdict += ", within the spread over seeds"
-        lines.append(f"- {ordering.claim}: {verdict} here (`{better}` {statistics.fmean(ours):.2f} against "
+            verdict += ", but within the spread over seeds"
+        lines.append(f"- {ordering.claim}: {verdict} (`{better}` {statistics.fmean(ours):.2f} against "
                      f"`{worse}` {statistics.fmean(theirs):.2f}; the seeds' standard deviations add up to {spread:.2f}).")
     return lines
