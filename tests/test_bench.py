@@ -163,3 +163,15 @@ def _write(folder: Path, protocol: Protocol) -> Path:
     path = folder / "protocol.json"
     path.write_text(json.dumps(protocol.to_dict()))
     return path
+
+
+def test_report_lists_datasets_in_the_protocols_order(bench, tmp_path):
+    import shutil
+
+    out = Path(shutil.copytree(bench, tmp_path / "copy"))
+    moved = out / "aaa" / "iwae" / "seed-0"
+    shutil.copytree(out / "grey" / "iwae" / "seed-0", moved)
+    record = json.loads((moved / CELL).read_text())
+    (moved / CELL).write_text(json.dumps({**record, "dataset": "aaa", "run": "aaa/iwae/seed-0"}))
+    headings = [line for line in write_report(out, TINY, tmp_path / "r.md").splitlines() if line.startswith("## ")]
+    assert headings[:2] == ["## grey (`synthetic`)", "## aaa (`aaa`)"]  # the protocol's datasets first

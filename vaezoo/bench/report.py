@@ -91,7 +91,8 @@ def write_report(out: Path, protocol: Protocol, destination: Path, *, hardware: 
         f"- **Compute**: {_compute(records)}.",
         "",
     ]
-    for dataset, variants in by_dataset.items():
+    rank = {label: i for i, label in enumerate(protocol.datasets)}  # the protocol's order, then any others
+    for dataset, variants in sorted(by_dataset.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0])):
         lines += [f"## {dataset} (`{protocol.datasets.get(dataset, dataset)}`)", "",
                   "| variant | " + " | ".join(COLUMNS) + f" | {OWN} | published -log p(x) (784) |",
                   "|---|" + "---|" * (len(COLUMNS) + 2)]
