@@ -175,3 +175,17 @@ def test_report_lists_datasets_in_the_protocols_order(bench, tmp_path):
     (moved / CELL).write_text(json.dumps({**record, "dataset": "aaa", "run": "aaa/iwae/seed-0"}))
     headings = [line for line in write_report(out, TINY, tmp_path / "r.md").splitlines() if line.startswith("## ")]
     assert headings[:2] == ["## grey (`synthetic`)", "## aaa (`aaa`)"]  # the protocol's datasets first
+
+
+def test_a_cell_that_fails_is_a_row_saying_why_not_a_stopped_bench(tmp_path, monkeypatch):
+    import vaezoo.api
+    from vaezoo.errors import DataError
+
+    def fail(*args, **kwargs):
+        raise DataError("these images cannot hand labels to a conditional model")
+
+    monkeypatch.setattr(vaezoo.api, "train", fail)
+    records = run(dataclasses_replace(TINY, seeds=(0,)), tmp_path / "out", get_registry(), device="cpu")
+    assert [r["variant"] for r in records] == ["conv-fashion", "iwae"]  # the second cell still ran
+    assert all("cannot hand labels" in r["refused"] for r in records)
+    assert "refused: these images cannot hand labels" in write_report(tmp_path / "out", TINY, tmp_path / "r.md")

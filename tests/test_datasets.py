@@ -317,6 +317,21 @@ def test_dynamic_binarisation_resumes_and_splits_like_one_process(grey):
     assert torch.equal(source.read(), torch.cat(list(ordered_batches(source, 40))).mul(255).to(torch.uint8))
 
 
+def test_dynamic_binarisation_hands_labels_to_a_conditional_model(grey):
+    """The same binary pixels as without labels, each batch with the labels of its images."""
+    source, labels = DynamicBinarization(grey), torch.arange(40)
+    plain = list(shuffled_batches(source, 8, torch.Generator().manual_seed(2)))
+    labelled = list(shuffled_batches(source, 8, torch.Generator().manual_seed(2), labels=labels))
+    assert all(torch.equal(x, xl) for x, (xl, _) in zip(plain, labelled))
+    bits = 2 ** torch.arange(9)  # image i shows i in binary with pixels of 0 and 255, which binarise for sure
+    coded = DynamicBinarization((labels[:, None] // bits % 2 * 255).to(torch.uint8).view(40, 1, 3, 3))
+    for x, y in shuffled_batches(coded, 8, torch.Generator().manual_seed(3), labels=labels):
+        assert torch.equal((x.flatten(1) * bits).sum(1).long(), y)
+    halves = [list(shuffled_batches(source, 8, torch.Generator().manual_seed(2), part=(rank, 2), labels=labels))
+              for rank in (0, 1)]
+    assert all(torch.equal(y, torch.cat([a[1], b[1]])) for (_, y), a, b in zip(labelled, *halves))
+
+
 def write_amat(path, images: np.ndarray) -> None:
     path.write_text("".join(" ".join(map(str, row)) + "\n" for row in images.reshape(len(images), 784)))
 

@@ -22,7 +22,7 @@ from rich.console import Console
 
 from vaezoo import __version__
 from vaezoo.bench.protocol import Protocol
-from vaezoo.errors import NotApplicable, UsageError
+from vaezoo.errors import NotApplicable, UsageError, VaezooError
 from vaezoo.evaluation import inception_fid
 from vaezoo.registry import Registry
 from vaezoo.storage.runs import CONFIG, MODEL, atomic_write_json
@@ -140,7 +140,7 @@ def run_cell(cell: Cell, protocol: Protocol, out: Path, registry: Registry, devi
         record["evaluation_seconds"] = time.perf_counter() - measured
         if cell.dataset == protocol.quality_dataset:
             record["quality"] = sample_quality(folder, protocol, out, registry, cell.seed, device)
-    except UsageError as exc:  # a variant whose parts do not take the data: a row saying so, not a stop
+    except VaezooError as exc:  # parts that do not take the data, or a cell that fails: a row saying why, not a stop
         record["refused"] = str(exc)
         console.print(f"[yellow]{cell.variant}:[/] {exc}", highlight=False, soft_wrap=True)
     record["weights_hash"] = _weights_hash(folder)

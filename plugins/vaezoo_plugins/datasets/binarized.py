@@ -6,6 +6,7 @@ Murray (2011) with its own 50,000 / 10,000 / 10,000 split.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -74,15 +75,20 @@ class DynamicBinarization:
         """Every image binarised once, as ordered_batches(len(self)) draws them, as uint8 0 / 255."""
         return torch.cat(list(self.ordered_batches(len(self)))).mul(255).to(torch.uint8)
 
+    hands_labels = True  # a conditional model's labels ride along with their images
+
     def shuffled_batches(self, batch_size: int, generator: torch.Generator, skip: int,
-                         part: tuple[int, int]) -> Iterator[Tensor]:
+                         part: tuple[int, int], labels: Tensor | None = None) -> Iterator[Any]:
+        """As vaezoo.data.shuffled_batches, binarised; with `labels`, each item is (images, their labels)."""
         seed = int(torch.randint(2**62, (1,), generator=generator))
         rank, size = part
         share = batch_size // size
-        batches = shuffled_batches(self.images, batch_size, generator, skip, part)
-        for number, x in enumerate(batches, start=skip):
+        batches = shuffled_batches(self.images, batch_size, generator, skip, part, labels=labels)
+        for number, item in enumerate(batches, start=skip):
+            x, y = item if labels is not None else (item, None)
             noise = torch.rand((batch_size, *x.shape[1:]), generator=_generator(x.device, seed + number), device=x.device)
-            yield (noise[rank * share:(rank + 1) * share] < x).to(x.dtype)
+            binary = (noise[rank * share:(rank + 1) * share] < x).to(x.dtype)
+            yield binary if labels is None else (binary, y)
 
     def ordered_batches(self, batch_size: int) -> Iterator[Tensor]:
         for number, x in enumerate(ordered_batches(self.images, batch_size)):
