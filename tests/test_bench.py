@@ -189,3 +189,39 @@ def test_a_cell_that_fails_is_a_row_saying_why_not_a_stopped_bench(tmp_path, mon
     assert [r["variant"] for r in records] == ["conv-fashion", "iwae"]  # the second cell still ran
     assert all("cannot hand labels" in r["refused"] for r in records)
     assert "refused: these images cannot hand labels" in write_report(tmp_path / "out", TINY, tmp_path / "r.md")
+
+
+def test_a_tampered_model_in_a_cell_is_a_row_saying_why(bench, tmp_path):
+    import shutil
+
+    out = Path(shutil.copytree(bench, tmp_path / "copy"))
+    tampered = out / "grey" / "iwae" / "seed-0"
+    (tampered / CELL).unlink()
+    (tampered / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}")
+    records = run(TINY, out, get_registry(), resume=True, device="cpu")
+    broken = next(r for r in records if r["run"] == "grey/iwae/seed-0")
+    assert "model.safetensors" in broken["refused"] and "weights_hash" not in broken
+    assert all("refused" not in r for r in records if r is not broken)
+
+
+def test_a_second_stage_command_names_its_parent_inside_the_bench_folder(tmp_path):
+    from vaezoo.bench.runner import _command
+
+    out = tmp_path / "bench-fm"
+    command = _command("two-stage-vae", "fashion-mnist", 1, {"epochs": 1}, out / "grey" / "conv-fashion" / "seed-1", out)
+    assert command == "vaezoo train two-stage-vae --dataset fashion-mnist --seed 1 -o epochs=1 --parent grey/conv-fashion/seed-1"
+
+
+def test_inception_weights_without_pytorch_fid_name_the_extra_before_the_bench_writes(tmp_path, monkeypatch, refused):
+    import sys
+
+    from vaezoo.bench import runner
+
+    runner._inception_network.cache_clear()
+    weights = tmp_path / "inception.safetensors"
+    weights.write_bytes(b"not read: the missing package is named first")
+    monkeypatch.setenv("VAEZOO_INCEPTION_WEIGHTS", str(weights))
+    monkeypatch.setitem(sys.modules, "pytorch_fid", None)  # as if not installed
+    refused("bench", str(_write(tmp_path, TINY)), "--out", str(tmp_path / "o"), "--device", "cpu",
+            words=("the Inception FID needs the pytorch-fid package: pip install 'vaezoo[fid]'",))
+    assert not (tmp_path / "o").exists()

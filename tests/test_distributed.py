@@ -166,6 +166,21 @@ def test_who_prints_an_error_under_torchrun(monkeypatch, exception, rank, local_
     assert _reports(exception) is printed
 
 
+@pytest.mark.parametrize("rank, local_rank, waits", [("1", "1", True), ("0", "0", False), ("", "", False)])
+def test_a_silent_process_waits_so_the_one_that_prints_is_not_stopped_first(monkeypatch, capsys, rank, local_rank, waits):
+    """torchrun stops every process when the first exits: a silent one must not exit first (seen in CI)."""
+    import vaezoo.cli
+
+    slept = []
+    monkeypatch.setattr(vaezoo.cli.time, "sleep", slept.append)
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+    with pytest.raises(SystemExit) as exit_:
+        vaezoo.cli.main(["train", "no-such-variant"])
+    assert exit_.value.code == 2 and slept == ([vaezoo.cli.SILENT_EXIT_GRACE_S] if waits else [])
+    assert ("error:" in capsys.readouterr().err) is not waits
+
+
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory) -> tuple[Path, Result]:
     tmp = tmp_path_factory.mktemp("ddp")

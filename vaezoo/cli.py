@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -508,6 +509,17 @@ def _reports(exc: BaseException) -> bool:
     return getattr(exc, "scope", "job") == "node" and os.environ.get("LOCAL_RANK", "0") in ("", "0")
 
 
+SILENT_EXIT_GRACE_S = 5.0
+
+
+def _exit_after_error(code: int, reported: bool) -> None:
+    """A process that leaves the printing to another waits before it exits: torchrun stops every
+    process as soon as one exits, and the one that prints meets the same error a moment later."""
+    if not reported:
+        time.sleep(SILENT_EXIT_GRACE_S)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit code."""
     _debug["on"] = False
@@ -516,9 +528,10 @@ def main(argv: list[str] | None = None) -> None:
     except VaezooError as exc:
         if _debugging():
             raise
-        if _reports(exc):
+        reported = _reports(exc)
+        if reported:
             err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        _exit_after_error(exc.exit_code, reported)
     except KeyboardInterrupt as exc:
         if _debugging():
             raise
@@ -531,8 +544,9 @@ def main(argv: list[str] | None = None) -> None:
         if not (hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)):
             raise
         message = exc.format_message()
-        if message.strip() and _reports(exc):  # empty when the help was shown instead (vaezoo with no arguments)
+        reported = _reports(exc)
+        if message.strip() and reported:  # empty when the help was shown instead (vaezoo with no arguments)
             err.print(f"[red]error:[/] {escape(message)} (see vaezoo --help)", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        _exit_after_error(exc.exit_code, reported)
     if isinstance(code, int) and code:
         sys.exit(code)

@@ -109,6 +109,7 @@ def write_report(out: Path, protocol: Protocol, destination: Path, *, hardware: 
         if dataset == protocol.quality_dataset:
             lines += _sampler_table(variants, protocol.samplers)
     lines += ["## Sources", "", *dict.fromkeys(f"- {p.source}" for p in protocol.published), "", "## Every run", "",
+              "Run folders and `--parent` paths lie inside the bench's `--out` folder; run the commands from there.", "",
               "| dataset | variant | seed | run folder | weights | command |", "|---|---|---|---|---|---|"]
     for record in records:
         lines.append(f"| {record['dataset']} | `{record['variant']}` | {record['seed']} | `{record['run']}` | "

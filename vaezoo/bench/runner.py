@@ -133,6 +133,7 @@ def run_cell(cell: Cell, protocol: Protocol, out: Path, registry: Registry, devi
         else:
             api.train(cell.variant, hparams=hparams, dataset=dataset, seed=cell.seed, out=folder, parent=parent,
                       device=device, console=console)
+        record["weights_hash"] = _weights_hash(folder)
         record["train_seconds"] = sum(r["seconds"] for r in _metrics(folder))
         measured = time.perf_counter()
         record["evaluation"] = api.evaluate(folder, importance_samples=protocol.importance_samples, seed=cell.seed,
@@ -143,7 +144,6 @@ def run_cell(cell: Cell, protocol: Protocol, out: Path, registry: Registry, devi
     except VaezooError as exc:  # parts that do not take the data, or a cell that fails: a row saying why, not a stop
         record["refused"] = str(exc)
         console.print(f"[yellow]{cell.variant}:[/] {exc}", highlight=False, soft_wrap=True)
-    record["weights_hash"] = _weights_hash(folder)
     record["vaezoo_version"] = __version__
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(folder / CELL, record)
@@ -156,18 +156,16 @@ def _metrics(folder: Path) -> list[dict[str, Any]]:
     return RunDir(folder).read_metrics()
 
 
-def _weights_hash(folder: Path) -> str | None:
+def _weights_hash(folder: Path) -> str:
     from vaezoo.storage import checkpoint
 
-    if not (folder / MODEL).is_file():
-        return None
     tensors, _ = checkpoint.read(folder / MODEL)
     return checkpoint.content_hash(tensors)
 
 
 def _command(variant: str, dataset: str, seed: int, hparams: dict[str, Any], parent: Path | None, out: Path) -> str:
     options = " ".join(f"-o {key}={value}" for key, value in hparams.items())
-    parent_option = f" --parent {parent}" if parent is not None else ""
+    parent_option = f" --parent {parent.relative_to(out)}" if parent is not None else ""  # as the run folders: inside out
     return f"vaezoo train {variant} --dataset {dataset} --seed {seed} {options}{parent_option}"
 
 
