@@ -6,8 +6,8 @@ Murray (2011) with its own 50,000 / 10,000 / 10,000 split.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,6 +48,8 @@ class DynamicBinarization:
     under torchrun binarises its slice of a global batch as a single process would.
     """
 
+    hands_labels = True  # a conditional model's labels ride along with their images
+
     def __init__(self, images: Tensor):
         self.images = images
 
@@ -74,8 +76,6 @@ class DynamicBinarization:
     def read(self) -> Tensor:
         """Every image binarised once, as ordered_batches(len(self)) draws them, as uint8 0 / 255."""
         return torch.cat(list(self.ordered_batches(len(self)))).mul(255).to(torch.uint8)
-
-    hands_labels = True  # a conditional model's labels ride along with their images
 
     def shuffled_batches(self, batch_size: int, generator: torch.Generator, skip: int,
                          part: tuple[int, int], labels: Tensor | None = None) -> Iterator[Any]:
